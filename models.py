@@ -1,0 +1,328 @@
+"""Networks f(t, x, y), the one-step generator, and the teacher checkpoint loader. Imports only torch.
+
+Time convention: t in [0, 1], t=0 data, t=1 source; f(t, x) = E[x1 - x0 | x_t] with x_t = (1 - t) x0 + t x1.
+torchcfm and the official RealUID code use the flipped one (t=0 noise, v points to data). The conversion
+f(t, x, y) = -v(1 - t, x, y) happens in exactly one place: `TimeFlip`, applied by `load_teacher`.
+"""
+import math
+import os
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def zero_init(module):
+    for p in module.parameters():
+        p.detach().zero_()
+    return module
+
+
+def timestep_embedding(t, dim, max_period=10000):
+    # ADM sinusoidal embedding [cos, sin] of t (B,); torchcfm feeds t in [0, 1] unscaled
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=t.device) / half)
+    args = t[:, None].float() * freqs[None]  # (B, half)
+    return F.pad(torch.cat([torch.cos(args), torch.sin(args)], dim=-1), (0, dim % 2))  # (B, dim)
+
+
+def check_labels(y, num_classes):
+    if (y is None) != (num_classes is None):
+        raise ValueError('pass labels y (B,) if and only if the network is class-conditional (num_classes set)')
+
+
+# ----------------------------------------------------------------------------------------------------
+# ADM U-Net (Dhariwal & Nichol 2021) as configured by torchcfm's UNetModelWrapper: the same state-dict keys,
+# init and forward, restricted to the flags its CIFAR-10 config uses (use_scale_shift_norm=False,
+# resblock_updown=False, conv_resample=True, legacy attention order, learn_sigma=False).
+
+class ResBlock(nn.Module):
+    def __init__(self, ch, emb_ch, out_ch, dropout):
+        super().__init__()
+        self.in_layers = nn.Sequential(nn.GroupNorm(32, ch), nn.SiLU(), nn.Conv2d(ch, out_ch, 3, padding=1))
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_ch, out_ch))
+        self.out_layers = nn.Sequential(nn.GroupNorm(32, out_ch), nn.SiLU(), nn.Dropout(dropout),
+                                        zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
+        self.skip_connection = nn.Identity() if out_ch == ch else nn.Conv2d(ch, out_ch, 1)
+
+    def forward(self, x, emb):
+        h = self.in_layers(x) + self.emb_layers(emb)[:, :, None, None]  # (B, out_ch, H, W)
+        return self.skip_connection(x) + self.out_layers(h)
+
+
+class AttentionBlock(nn.Module):
+    def __init__(self, ch, num_heads):
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = nn.GroupNorm(32, ch)
+        self.qkv = nn.Conv1d(ch, 3 * ch, 1)
+        self.proj_out = zero_init(nn.Conv1d(ch, ch, 1))
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        x = x.reshape(B, C, H * W)
+        # legacy layout: channels split into heads first, then each head's channels into q, k, v
+        qkv = self.qkv(self.norm(x)).reshape(B, self.num_heads, 3 * C // self.num_heads, H * W)
+        q, k, v = qkv.transpose(2, 3).chunk(3, dim=-1)  # (B, heads, HW, C/heads) each
+        h = F.scaled_dot_product_attention(q, k, v).transpose(2, 3).reshape(B, C, H * W)
+        return (x + self.proj_out(h)).reshape(B, C, H, W)
+
+
+class Downsample(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.op = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, ch):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(F.interpolate(x, scale_factor=2, mode='nearest'))
+
+
+class EmbedSequential(nn.Sequential):
+    def forward(self, x, emb):
+        for layer in self:
+            x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
+        return x
+
+
+class UNet(nn.Module):
+    def __init__(self, dim=(3, 32, 32), num_channels=128, num_res_blocks=2, channel_mult=(1, 2, 2, 2),
+                 attention_resolutions='16',  # feature-map sizes with self-attention, e.g. '16' or '16,8'
+                 num_heads=4,                 # used only if num_head_channels == -1
+                 num_head_channels=64,        # heads = channels // num_head_channels
+                 dropout=0.0,                 # torchcfm trains its CIFAR-10 teacher with 0.1
+                 num_classes=None):           # None: unconditional; else label_emb is added to the time embedding
+        super().__init__()
+        in_ch, size = dim[0], dim[-1]
+        if isinstance(attention_resolutions, str):
+            attention_resolutions = attention_resolutions.split(',')
+        attention_ds = {size // int(r) for r in attention_resolutions}
+        self.num_channels, self.num_classes = num_channels, num_classes
+
+        def attention(ch):
+            if num_head_channels == -1:
+                return AttentionBlock(ch, num_heads)
+            if ch % num_head_channels:
+                raise ValueError(f'{ch} channels are not divisible by num_head_channels={num_head_channels}')
+            return AttentionBlock(ch, ch // num_head_channels)
+
+        # modules are created in torchcfm's order, so that one seed gives torchcfm's initial weights
+        emb_ch = 4 * num_channels
+        self.time_embed = nn.Sequential(nn.Linear(num_channels, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
+        if num_classes is not None:
+            self.label_emb = nn.Embedding(num_classes, emb_ch)
+        ch = int(channel_mult[0] * num_channels)
+        self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(in_ch, ch, 3, padding=1))])
+        skip_chs, ds = [ch], 1  # ds: downsampling factor of the current level
+        for level, mult in enumerate(channel_mult):
+            for _ in range(num_res_blocks):
+                layers = [ResBlock(ch, emb_ch, int(mult * num_channels), dropout)]
+                ch = int(mult * num_channels)
+                if ds in attention_ds:
+                    layers.append(attention(ch))
+                self.input_blocks.append(EmbedSequential(*layers))
+                skip_chs.append(ch)
+            if level != len(channel_mult) - 1:
+                self.input_blocks.append(EmbedSequential(Downsample(ch)))
+                skip_chs.append(ch)
+                ds *= 2
+        self.middle_block = EmbedSequential(ResBlock(ch, emb_ch, ch, dropout), attention(ch),
+                                            ResBlock(ch, emb_ch, ch, dropout))
+        self.output_blocks = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mult))):
+            for i in range(num_res_blocks + 1):
+                layers = [ResBlock(ch + skip_chs.pop(), emb_ch, int(mult * num_channels), dropout)]
+                ch = int(mult * num_channels)
+                if ds in attention_ds:
+                    layers.append(attention(ch))
+                if level and i == num_res_blocks:
+                    layers.append(Upsample(ch))
+                    ds //= 2
+                self.output_blocks.append(EmbedSequential(*layers))
+        self.out = nn.Sequential(nn.GroupNorm(32, ch), nn.SiLU(), zero_init(nn.Conv2d(ch, in_ch, 3, padding=1)))
+
+    def forward(self, t, x, y=None):
+        check_labels(y, self.num_classes)
+        t = torch.as_tensor(t, device=x.device).expand(x.shape[0])  # (B,), also from a 0-d t
+        emb = self.time_embed(timestep_embedding(t, self.num_channels).to(x.dtype))  # (B, 4 C)
+        if y is not None:
+            emb = emb + self.label_emb(y)
+        h, skips = x, []
+        for block in self.input_blocks:
+            h = block(h, emb)
+            skips.append(h)
+        h = self.middle_block(h, emb)
+        for block in self.output_blocks:
+            h = block(torch.cat([h, skips.pop()], dim=1), emb)
+        return self.out(h)  # (B, C, H, W)
+
+
+class MLP(nn.Module):
+    # for low-dimensional data: [x, Fourier features of t] (+ label embedding) -> SiLU hidden layers -> dim
+    def __init__(self, dim=2, hidden=256, num_layers=3, time_dim=32, num_classes=None):
+        super().__init__()
+        self.time_dim, self.num_classes = time_dim, num_classes
+        self.inp = nn.Linear(dim + time_dim, hidden)
+        if num_classes is not None:
+            self.label_emb = nn.Embedding(num_classes, hidden)
+        self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(num_layers - 1))
+        self.out = nn.Linear(hidden, dim)
+
+    def forward(self, t, x, y=None):
+        check_labels(y, self.num_classes)
+        t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])  # (B,)
+        freqs = torch.logspace(0, 2, self.time_dim // 2, device=x.device, dtype=x.dtype)  # 1..100 rad per unit t
+        args = t[:, None] * freqs  # (B, time_dim / 2)
+        h = self.inp(torch.cat([x, torch.cos(args), torch.sin(args)], dim=-1))  # (B, hidden)
+        if y is not None:
+            h = h + self.label_emb(y)
+        for layer in self.hidden:
+            h = layer(F.silu(h))
+        return self.out(F.silu(h))  # (B, dim)
+
+
+class TimeFlip(nn.Module):
+    # a network v of the flipped convention (torchcfm, official RealUID) seen in ours: f(t, x, y) = -v(1 - t, x, y)
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, t, x, y=None):
+        return -self.net(1 - t, x, y)
+
+
+class Generator(nn.Module):
+    # one-step generator: data prediction of the interpolant at t=1, G(z) = interp.to_x0(1, z, net(1, z, y)).
+    # Flow matching: G(z) = z - net(1, z), one Euler step 1 -> 0 of dx/dt = f(t, x) when net = teacher.
+    # For data-to-data interpolants z is the coupled source sample (e.g. the corrupted image).
+    def __init__(self, net, interp):
+        super().__init__()
+        self.net = net
+        object.__setattr__(self, 'interp', interp)  # plain attribute: not a submodule, not in the state dict
+
+    def forward(self, z, y=None):
+        t = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)  # (B,)
+        return self.interp.to_x0(t, z, self.net(t, z, y))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Model configs and checkpoints
+
+# torchcfm examples/images/cifar10 and official RealUID teacher (they train it with dropout 0.1)
+CIFAR10_UNET = dict(kind='unet', dim=[3, 32, 32], num_channels=128, num_res_blocks=2, channel_mult=[1, 2, 2, 2],
+                    attention_resolutions='16', num_heads=4, num_head_channels=64, dropout=0.0, num_classes=None)
+
+
+def build_model(config):
+    # {'kind': 'unet' | 'mlp', constructor arguments..., 'time_flip': bool (optional)} -> fresh network
+    config = dict(config)
+    kind, time_flip = config.pop('kind', None), config.pop('time_flip', False)
+    if kind not in ('unet', 'mlp'):
+        raise ValueError(f"model config needs kind 'unet' or 'mlp', got {kind!r}")
+    try:
+        net = (UNet if kind == 'unet' else MLP)(**config)
+    except TypeError as e:
+        raise ValueError(f'bad {kind} model config: {e}') from None
+    return TimeFlip(net) if time_flip else net
+
+
+def strip_prefixes(state_dict):
+    # drop 'module.' (DataParallel/DDP) and '_orig_mod.' (torch.compile) wherever they occur in a key
+    return {'.'.join(p for p in k.split('.') if p not in ('module', '_orig_mod')): v for k, v in state_dict.items()}
+
+
+EMA_DICTS = ('ema_models', 'ema_gens')  # official RealUID: {str(decay): state dict}, teacher / generator
+SINGLE_NETS = ('ema_model', 'net_model', 'model', 'gen', 'generator')  # torchcfm first, EMA preferred
+EXTRA_HEADS = ('cls_pred_branch.',)  # official UNetModelWrapperWithHead's GAN head: not part of the flow
+
+
+def is_state_dict(obj):
+    return isinstance(obj, dict) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def load_checkpoint_state(path, ema_key=None):
+    # -> (state dict, info {'format', 'key', 'config' (ours only, else None), 'flipped', 'dropped'})
+    if not os.path.isfile(path):
+        raise ValueError(f'checkpoint {path} does not exist')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise ValueError(f'{path} is not a readable PyTorch checkpoint ({type(e).__name__})') from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{path} holds a {type(ckpt).__name__}, not a checkpoint dict')
+    config, flipped = None, True
+    if 'teacher' in ckpt and isinstance(ckpt.get('config'), dict) and 'model' in ckpt['config']:
+        fmt, key, config = 'ours', 'teacher', dict(ckpt['config']['model'])
+        state, flipped = ckpt['teacher'], bool(config.get('time_flip', False))
+    elif any(k in ckpt for k in EMA_DICTS):
+        name = next(k for k in EMA_DICTS if k in ckpt)
+        emas = ckpt[name] if isinstance(ckpt[name], dict) else {}
+        try:
+            decay = max(emas, key=float) if ema_key is None else str(ema_key)
+        except (TypeError, ValueError):
+            raise ValueError(f"{path}: '{name}' is not a dict keyed by EMA decay") from None
+        if decay not in emas:
+            raise ValueError(f"{path}: no EMA decay {decay} in '{name}' (has {', '.join(sorted(emas))})")
+        fmt, key, state = 'realuid', f'{name}/{decay}', emas[decay]
+    elif any(k in ckpt for k in SINGLE_NETS):
+        key = next(k for k in SINGLE_NETS if k in ckpt)
+        fmt, state = ('torchcfm' if key in ('ema_model', 'net_model') else 'realuid'), ckpt[key]
+    elif is_state_dict(ckpt):
+        fmt, key, state = 'state_dict', None, ckpt
+    else:
+        raise ValueError(f"{path}: unrecognised checkpoint with keys {sorted(map(str, ckpt))[:6]}; expected ours "
+                         "('teacher', 'config'), torchcfm ('ema_model'), RealUID ('ema_models') or a state dict")
+    if ema_key is not None and not str(key).startswith(EMA_DICTS):
+        raise ValueError(f'{path}: ema_key={ema_key} given but the checkpoint has no dict of EMA decays')
+    if not is_state_dict(state):
+        raise ValueError(f"{path}: entry '{key}' is not a state dict")
+    state = strip_prefixes(state)
+    dropped = sorted(k for k in state if fmt != 'ours' and k.startswith(EXTRA_HEADS))
+    state = {k: v for k, v in state.items() if k not in dropped}
+    return state, dict(format=fmt, key=key, config=config, flipped=flipped, dropped=dropped)
+
+
+def load_strict(net, state, path):
+    # strict load, with the mismatch said in one sentence instead of load_state_dict's multi-line error
+    expected = net.state_dict()
+    missing, unexpected = sorted(expected.keys() - state.keys()), sorted(state.keys() - expected.keys())
+    reshaped = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        raise ValueError(f'{path}: weights do not fit the model config ({len(missing)} missing e.g. {missing[:2]}, '
+                         f'{len(unexpected)} unexpected e.g. {unexpected[:2]}, {len(reshaped)} of other shape e.g. '
+                         f'{reshaped[:2]}); pass dim / num_channels / channel_mult / ... overrides')
+    net.load_state_dict(state, strict=True)
+    return net
+
+
+def load_teacher(path, device='cpu', ema_key=None, **overrides):
+    # -> (f(t, x, y) in our convention, frozen, eval mode; info {'format', 'config', 'flipped', 'key', 'dropped'}).
+    # Foreign checkpoints get CIFAR10_UNET (num_classes from label_emb.weight) updated by overrides, and TimeFlip.
+    state, info = load_checkpoint_state(path, ema_key)
+    if info['format'] == 'ours':
+        config = {**info['config'], **overrides}
+        net = load_strict(build_model(config), state, path)
+    else:
+        num_classes = state['label_emb.weight'].shape[0] if 'label_emb.weight' in state else None
+        config = {**CIFAR10_UNET, 'num_classes': num_classes, **overrides, 'time_flip': False}
+        net = TimeFlip(load_strict(build_model(config), state, path))
+        config['time_flip'] = True  # build_model(config) now rebuilds a network with the teacher's keys
+    info['config'] = config
+    return net.to(device).eval().requires_grad_(False), info
+
+
+def save_teacher(path, net, model_config, extra=None):
+    # our format {'teacher': state dict, 'config': {'model': model_config, ...extra['config']}, ...extra}, atomic
+    extra = dict(extra or {})
+    ckpt = {**extra, 'teacher': strip_prefixes(net.state_dict()),
+            'config': {**extra.get('config', {}), 'model': dict(model_config)}}
+    torch.save(ckpt, path + '.tmp')
+    os.replace(path + '.tmp', path)

@@ -1,0 +1,238 @@
+import copy
+
+import pytest
+import torch
+
+from models import (CIFAR10_UNET, MLP, Generator, TimeFlip, UNet, build_model, load_checkpoint_state, load_teacher,
+                    save_teacher)
+
+SMALL32 = dict(CIFAR10_UNET, num_channels=32, num_res_blocks=1, channel_mult=[1, 2])  # attention at 16x16
+SMALL16 = dict(SMALL32, dim=[3, 16, 16], attention_resolutions='8')
+SMALL_OVERRIDES = dict(num_channels=32, num_res_blocks=1, channel_mult=[1, 2])  # for foreign checkpoints
+
+
+@pytest.fixture(autouse=True, scope='module')
+def one_thread():
+    # these networks are tiny: on 2 busy cores a second intra-op thread costs more than it saves (measured 13 s vs 47 s)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class FlowMatchingStandIn:
+    # stand-in for interpolants.py: x_t = (1 - t) x0 + t x1 and out = x1 - x0, so x0 = x_t - t * out
+    def to_x0(self, t, x, out):
+        return x - t.view(-1, *[1] * (x.dim() - 1)) * out
+
+
+def unet(config, seed=0):
+    # a U-Net with every weight perturbed: a fresh one outputs exactly 0 (zero-initialised output conv)
+    torch.manual_seed(seed)
+    net = build_model(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return net.eval()
+
+
+def batch(config, B=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    t, x = torch.rand(B, generator=g), torch.randn(B, *config['dim'], generator=g)
+    y = torch.randint(0, config['num_classes'], (B,), generator=g) if config['num_classes'] else None
+    return t, x, y
+
+
+def sd_with_prefix(net, prefix):
+    return {prefix + k: v for k, v in net.state_dict().items()}
+
+
+@pytest.mark.parametrize('config', [SMALL32, SMALL16], ids=['32x32', '16x16'])
+def test_unet_maps_images_to_images(config):
+    net = unet(config)
+    t, x, _ = batch(config)
+    with torch.no_grad():
+        out = net(t, x)
+        out_scalar_t = net(t[0], x)
+    assert out.shape == x.shape
+    # exact: a 0-d t is expanded to (B,) before anything is computed from it
+    assert torch.equal(out_scalar_t, net(t[0].expand(3), x))
+
+
+def test_fresh_unet_is_zero_initialised_like_torchcfm():
+    net = build_model(SMALL32)
+    zeroed = [net.out[-1]] + [m.out_layers[-1] for m in net.modules() if hasattr(m, 'out_layers')] + \
+             [m.proj_out for m in net.modules() if hasattr(m, 'proj_out')]
+    assert len(zeroed) == 1 + 8 + 4  # output conv, 8 res blocks (2 down, 2 middle, 4 up), 4 attention blocks
+    assert all(p.abs().sum() == 0 for m in zeroed for p in m.parameters())
+    t, x, _ = batch(SMALL32)
+    assert torch.equal(net(t, x), torch.zeros_like(x))  # exact: the last layer is an all-zero conv
+
+
+def test_class_label_changes_output_and_is_required():
+    config = dict(SMALL32, num_classes=10)
+    net = unet(config)
+    t, x, _ = batch(config)
+    with torch.no_grad():
+        out0, out1 = net(t, x, torch.zeros(3, dtype=torch.long)), net(t, x, torch.ones(3, dtype=torch.long))
+    assert (out0 - out1).abs().max() > 1e-3  # label embeddings of size 0.05 * N(0, 1) move outputs of size ~1
+    with pytest.raises(ValueError, match='class-conditional'):
+        net(t, x)
+    with pytest.raises(ValueError, match='class-conditional'):
+        unet(SMALL32)(t, x, torch.zeros(3, dtype=torch.long))
+
+
+def test_strict_state_dict_load_gives_identical_outputs():
+    config = dict(SMALL16, num_classes=10)
+    net, fresh = unet(config), build_model(config).eval()
+    fresh.load_state_dict(net.state_dict(), strict=True)
+    t, x, y = batch(config)
+    with torch.no_grad():
+        assert torch.equal(fresh(t, x, y), net(t, x, y))  # exact: same weights, same CPU kernels
+
+
+def test_loader_flips_torchcfm_checkpoint(tmp_path):
+    config = dict(SMALL32, num_classes=10)
+    v_ema, v_raw = unet(config, seed=0), unet(config, seed=1)
+    path = str(tmp_path / 'otcfm_cifar10_weights_step_400000.pt')
+    torch.save({'net_model': sd_with_prefix(v_raw, 'module.'), 'ema_model': sd_with_prefix(v_ema, 'module.'),
+                'sched': {}, 'optim': {}, 'step': 400000}, path)  # DDP-trained torchcfm: 'module.' keys
+    teacher, info = load_teacher(path, **SMALL_OVERRIDES)
+    assert (info['format'], info['key'], info['flipped'], info['config']['num_classes']) == \
+        ('torchcfm', 'ema_model', True, 10)
+    assert not teacher.training and not any(p.requires_grad for p in teacher.parameters())
+    t, x, y = batch(config)
+    with torch.no_grad():
+        assert torch.equal(teacher(t, x, y), -v_ema(1 - t, x, y))  # exact: the same ops on the same numbers
+
+
+def test_loader_picks_largest_official_ema_and_drops_gan_head(tmp_path):
+    v = {decay: unet(SMALL32, seed=i) for i, decay in enumerate(['0.999', '0.9999', '0.9996'])}
+    emas = {decay: {**sd_with_prefix(net, '_orig_mod.'), 'cls_pred_branch.0.weight': torch.ones(256, 256, 2, 2)}
+            for decay, net in v.items()}  # official UNetModelWrapperWithHead carries an unused GAN head
+    path = str(tmp_path / 'cifar10_uncond_FM_400000.pt')
+    torch.save({'net_model': v['0.999'].state_dict(), 'ema_models': emas, 'sched': {}, 'optim': {}, 'step': 1}, path)
+    t, x, _ = batch(SMALL32)
+    for ema_key, expected in [(None, '0.9999'), (0.999, '0.999'), ('0.9996', '0.9996')]:
+        teacher, info = load_teacher(path, ema_key=ema_key, **SMALL_OVERRIDES)
+        assert (info['format'], info['key'], info['dropped']) == \
+            ('realuid', f'ema_models/{expected}', ['cls_pred_branch.0.weight'])
+        with torch.no_grad():
+            assert torch.equal(teacher(t, x), -v[expected](1 - t, x))  # exact, as above
+    with pytest.raises(ValueError, match='no EMA decay 0.5'):
+        load_teacher(path, ema_key=0.5, **SMALL_OVERRIDES)
+
+
+def test_loader_reads_bare_state_dict_with_module_prefix(tmp_path):
+    v = unet(SMALL32)
+    path = str(tmp_path / 'bare.pt')
+    torch.save(sd_with_prefix(v, 'module._orig_mod.'), path)
+    teacher, info = load_teacher(path, **SMALL_OVERRIDES)
+    assert (info['format'], info['flipped'], info['config']['num_classes']) == ('state_dict', True, None)
+    t, x, _ = batch(SMALL32)
+    with torch.no_grad():
+        assert torch.equal(teacher(t, x), -v(1 - t, x))  # exact, as above
+
+
+def test_own_format_roundtrips_without_flip(tmp_path):
+    for config in [dict(SMALL16, num_classes=10), dict(kind='mlp', dim=2, hidden=64, num_classes=10)]:
+        net = unet(config)
+        path = str(tmp_path / 'teacher.pt')
+        save_teacher(path, net, config, extra={'step': 7, 'config': {'lr': 1e-4}})
+        assert not (tmp_path / 'teacher.pt.tmp').exists()
+        ckpt = torch.load(path, weights_only=True)
+        assert (ckpt['step'], ckpt['config']['lr'], ckpt['config']['model']) == (7, 1e-4, config)
+        teacher, info = load_teacher(path)
+        assert (info['format'], info['flipped']) == ('ours', False)
+        t, x, y = batch(dict(config, dim=[2]) if config['kind'] == 'mlp' else config)
+        with torch.no_grad():
+            assert torch.equal(teacher(t, x, y), net(t, x, y))  # exact: no flip, same weights
+
+
+def test_flipped_teacher_resaved_in_own_format_stays_flipped(tmp_path):
+    v = unet(SMALL32)
+    torch.save({'ema_model': v.state_dict()}, str(tmp_path / 'cfm.pt'))
+    teacher, info = load_teacher(str(tmp_path / 'cfm.pt'), **SMALL_OVERRIDES)
+    assert isinstance(build_model(info['config']), TimeFlip)  # fake / generator nets get the teacher's keys
+    save_teacher(str(tmp_path / 'ours.pt'), teacher, info['config'])
+    reloaded, info2 = load_teacher(str(tmp_path / 'ours.pt'))
+    assert (info2['format'], info2['flipped']) == ('ours', True)
+    t, x, _ = batch(SMALL32)
+    with torch.no_grad():
+        assert torch.equal(reloaded(t, x), teacher(t, x))  # exact, same weights and ops
+
+
+def test_loader_rejects_garbled_and_unknown_files(tmp_path):
+    (tmp_path / 'garbled.pt').write_bytes(b'not a checkpoint at all')
+    torch.save({'weights': [1, 2, 3]}, str(tmp_path / 'unknown.pt'))
+    torch.save({'ema_model': unet(SMALL32).state_dict()}, str(tmp_path / 'small.pt'))
+    for name, kwargs, message in [('missing.pt', {}, 'does not exist'), ('garbled.pt', {}, 'not a readable'),
+                                  ('unknown.pt', {}, 'unrecognised checkpoint'),
+                                  ('small.pt', {}, 'do not fit the model config'),  # CIFAR-10 size by default
+                                  ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999), 'no dict of EMA decays')]:
+        with pytest.raises(ValueError, match=message):
+            load_teacher(str(tmp_path / name), **kwargs)
+    with pytest.raises(ValueError, match='not a readable'):
+        load_checkpoint_state(str(tmp_path / 'garbled.pt'))
+
+
+def test_generator_init_is_one_euler_step_of_teacher(tmp_path):
+    # G(z) = z - f(1, z) = z + (0 - 1) f(1, z): one Euler step of dx/dt = f(t, x) from t=1 to t=0,
+    # which for a flipped teacher is z + v(0, z), the official RealUID generator at initialisation
+    config = dict(SMALL32, num_classes=10)
+    v = unet(config)
+    torch.save({'ema_model': v.state_dict()}, str(tmp_path / 'cfm.pt'))
+    teacher, _ = load_teacher(str(tmp_path / 'cfm.pt'), **SMALL_OVERRIDES)
+    generator = Generator(copy.deepcopy(teacher), FlowMatchingStandIn())
+    _, z, y = batch(config)
+    ones, zeros = torch.ones(3), torch.zeros(3)
+    with torch.no_grad():
+        x_gen = generator(z, y)
+        assert torch.equal(x_gen, z + (0 - 1) * teacher(ones, z, y))  # exact: 1 * out == out, a - (-b) == a + b
+        assert torch.equal(x_gen, z + v(zeros, z, y))
+    assert all(k.startswith('net.') for k in generator.state_dict())
+    assert 'interp' not in dict(generator.named_modules()) and isinstance(generator.interp, FlowMatchingStandIn)
+
+
+def test_mlp_shapes_with_and_without_labels():
+    x, t = torch.randn(5, 2), torch.rand(5)
+    assert MLP(dim=2)(t, x).shape == (5, 2)
+    assert build_model(dict(kind='mlp', dim=3, hidden=32, num_layers=2))(0.5, torch.randn(4, 3)).shape == (4, 3)
+    net = MLP(dim=2, num_classes=4)
+    out0, out1 = net(t, x, torch.zeros(5, dtype=torch.long)), net(t, x, torch.ones(5, dtype=torch.long))
+    assert out0.shape == (5, 2) and (out0 - out1).abs().max() > 1e-4  # default init: N(0, 1) label embeddings
+    with pytest.raises(ValueError, match='class-conditional'):
+        net(t, x)
+
+
+def test_build_model_kinds():
+    assert isinstance(build_model(SMALL32), UNet) and isinstance(build_model(dict(kind='mlp')), MLP)
+    assert isinstance(build_model(dict(SMALL32, time_flip=True)).net, UNet)
+    with pytest.raises(ValueError, match="kind 'unet' or 'mlp'"):
+        build_model(dict(kind='dit'))
+    with pytest.raises(ValueError, match='bad unet model config'):
+        build_model(dict(SMALL32, use_fp16=True))
+
+
+@pytest.mark.parametrize('num_classes', [None, 10], ids=['uncond', 'cond'])
+def test_unet_matches_torchcfm_cifar10(num_classes):
+    # the paper's teacher architecture: torchcfm examples/images/cifar10 config, ~36M parameters
+    torchcfm_unet = pytest.importorskip('torchcfm.models.unet.unet')
+    kwargs = dict(dim=(3, 32, 32), num_res_blocks=2, num_channels=128, channel_mult=[1, 2, 2, 2], num_heads=4,
+                  num_head_channels=64, attention_resolutions='16')
+    torch.manual_seed(0)
+    ref = torchcfm_unet.UNetModelWrapper(**kwargs, dropout=0.1, class_cond=num_classes is not None,
+                                         num_classes=num_classes or 1000).eval()
+    torch.manual_seed(0)
+    ours = UNet(**kwargs, num_classes=num_classes).eval()
+    ref_sd = ref.state_dict()
+    assert list(ref_sd) == list(ours.state_dict())  # same keys in the same order
+    assert all(torch.equal(ref_sd[k], v) for k, v in ours.state_dict().items())  # same init from the same seed
+    with torch.no_grad():
+        for p in ref.parameters():  # perturb, so that zero-initialised layers take part in the comparison
+            p.add_(0.05 * torch.randn_like(p))
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    t, x, y = batch(dict(dim=[3, 32, 32], num_classes=num_classes), B=2)
+    with torch.no_grad():
+        diff = (ours(t, x, y) - ref(t, x, y)).abs().max()
+    assert diff < 1e-5  # float32; only the attention kernel differs (SDPA vs einsum); measured 0 on CPU
