@@ -45,6 +45,7 @@ def _reduce(parts, weights, reduction):
 
 def _paths(interp, x_gen, x_real, t=None, x1_gen=None, x1_real=None, eps=None):
     """(t, x_t, T) for the generated batch and, if given, the real batch (one shared draw, Algorithm 1)."""
+    explicit = t is not None or eps is not None
     if t is None:
         t = interp.sample_t(x_gen.shape[0], x_gen.device)
     if x1_gen is None:
@@ -56,6 +57,8 @@ def _paths(interp, x_gen, x_real, t=None, x1_gen=None, x1_real=None, eps=None):
         return gen, None
     if x_real.shape[0] == x_gen.shape[0]:
         return gen, interp.sample(x_real, x1_gen if x1_real is None else x1_real, t, eps)
+    if explicit:
+        raise ValueError('explicit t / eps are shared by both batches: give x_gen and x_real the same batch size')
     return gen, interp.sample(x_real, x1_real)
 
 
