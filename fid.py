@@ -1,0 +1,232 @@
+"""FID (Heusel et al. 2017) with the TF-FID InceptionV3 as ported by pytorch-fid, so numbers match the literature.
+
+Feature extraction and the Frechet distance are separate: images -> Inception pool3 features -> (mu, sigma) -> FID.
+Usage: python fid.py PATH1 PATH2 [--batch-size N] [--device cpu|cuda] [--weights FILE] [--save-stats OUT.npz]
+where each PATH is a folder of images or an .npz with the statistics `mu`, `sigma`.
+"""
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision.models.inception as tvi
+from PIL import Image
+from torchvision.transforms.functional import to_tensor
+
+WEIGHTS_URL = 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth'
+WEIGHTS_NAME = 'pt_inception-2015-12-05-6726825d.pth'
+IMAGE_EXTENSIONS = {'.png', '.jpg', '.jpeg', '.bmp', '.webp'}
+
+
+# TF's Inception graph averages over valid pixels only at the borders (pytorch-fid's FIDInceptionA/C/E_1 patch).
+def tf_avg_pool(x):
+    return F.avg_pool2d(x, kernel_size=3, stride=1, padding=1, count_include_pad=False)
+
+
+def tf_max_pool(x):  # Mixed_7c pools with max instead: a quirk of the TF graph, kept for comparable numbers
+    return F.max_pool2d(x, kernel_size=3, stride=1, padding=1)
+
+
+class FIDInceptionA(tvi.InceptionA):  # Mixed_5b..5d
+    def forward(self, x):
+        branch5x5 = self.branch5x5_2(self.branch5x5_1(x))
+        branch3x3dbl = self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x)))
+        return torch.cat([self.branch1x1(x), branch5x5, branch3x3dbl, self.branch_pool(tf_avg_pool(x))], 1)
+
+
+class FIDInceptionC(tvi.InceptionC):  # Mixed_6b..6e
+    def forward(self, x):
+        branch7x7 = self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x)))
+        branch7x7dbl = x
+        for i in range(1, 6):
+            branch7x7dbl = getattr(self, f'branch7x7dbl_{i}')(branch7x7dbl)
+        return torch.cat([self.branch1x1(x), branch7x7, branch7x7dbl, self.branch_pool(tf_avg_pool(x))], 1)
+
+
+class FIDInceptionE(tvi.InceptionE):  # Mixed_7b (tf_avg_pool) and Mixed_7c (tf_max_pool)
+    def __init__(self, in_channels, pool=tf_avg_pool):
+        super().__init__(in_channels)
+        self.pool = pool  # a plain function: adds no state-dict keys
+
+    def forward(self, x):
+        branch3x3 = self.branch3x3_1(x)
+        branch3x3 = torch.cat([self.branch3x3_2a(branch3x3), self.branch3x3_2b(branch3x3)], 1)
+        branch3x3dbl = self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+        branch3x3dbl = torch.cat([self.branch3x3dbl_3a(branch3x3dbl), self.branch3x3dbl_3b(branch3x3dbl)], 1)
+        return torch.cat([self.branch1x1(x), branch3x3, branch3x3dbl, self.branch_pool(self.pool(x))], 1)
+
+
+# TF-FID InceptionV3 (Heusel et al. 2017; pytorch-fid port): (B, 3, H, W) in [-1, 1] -> (B, 2048) pool3 features.
+class FIDInceptionV3(tvi.Inception3):
+    LAYERS = ('Conv2d_1a_3x3 Conv2d_2a_3x3 Conv2d_2b_3x3 maxpool1 Conv2d_3b_1x1 Conv2d_4a_3x3 maxpool2 '
+              'Mixed_5b Mixed_5c Mixed_5d Mixed_6a Mixed_6b Mixed_6c Mixed_6d Mixed_6e Mixed_7a Mixed_7b Mixed_7c '
+              'avgpool').split()
+
+    def __init__(self):  # fc (1008 classes) is kept only so the weights file loads strictly; features skip it
+        blocks = [tvi.BasicConv2d, FIDInceptionA, tvi.InceptionB, FIDInceptionC, tvi.InceptionD, FIDInceptionE,
+                  tvi.InceptionAux]
+        super().__init__(num_classes=1008, aux_logits=False, inception_blocks=blocks, init_weights=False)
+        self.Mixed_7c = FIDInceptionE(2048, pool=tf_max_pool)
+
+    def forward(self, x):
+        x = F.interpolate(x, size=(299, 299), mode='bilinear', align_corners=False, antialias=False)
+        for name in self.LAYERS:
+            x = getattr(self, name)(x)
+        return x.flatten(1)  # (B, 2048)
+
+
+class InceptionWeightsNotFound(RuntimeError):
+    pass
+
+
+def load_inception(path=None, device='cpu'):
+    """Explicit `path`, else the torch hub cache, else one download attempt into it (never at import)."""
+    cached = os.path.join(torch.hub.get_dir(), 'checkpoints', WEIGHTS_NAME)
+    if path is None and not os.path.isfile(cached):
+        timeout = socket.getdefaulttimeout()
+        try:
+            socket.setdefaulttimeout(30)  # fail fast behind a firewall that drops packets
+            os.makedirs(os.path.dirname(cached), exist_ok=True)
+            torch.hub.download_url_to_file(WEIGHTS_URL, cached, progress=False)
+        except Exception:  # offline, no DNS, read-only cache: reported below
+            pass
+        finally:
+            socket.setdefaulttimeout(timeout)
+    path = path or cached
+    if not os.path.isfile(path):
+        raise InceptionWeightsNotFound(f'Inception weights not found: download {WEIGHTS_URL} to {path}')
+    net = FIDInceptionV3()
+    try:
+        net.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
+    except Exception as error:  # not a torch file, or another network's weights
+        raise InceptionWeightsNotFound(f'{path} is not {WEIGHTS_NAME} ({type(error).__name__}): get {WEIGHTS_URL}')
+    return net.eval().requires_grad_(False).to(device)
+
+
+# Frechet distance between Gaussians (Dowson & Landau 1982), the FID of Heusel et al. 2017:
+# ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2); with S1 = R R^T (R = V sqrt(eigval) from eigh), the PSD matrix
+# R^T S2 R has the eigenvalues of S1^1/2 S2 S1^1/2, i.e. of S1 S2, so Tr (S1 S2)^1/2 = sum sqrt eigvalsh(R^T S2 R).
+def frechet_distance(mu1, sigma1, mu2, sigma2):  # float64 torch.linalg: its eigh stays fast on busy CPUs, numpy's not
+    mu1, sigma1, mu2, sigma2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, sigma1, mu2, sigma2))
+    eigval, eigvec = torch.linalg.eigh(sigma1)
+    root = eigvec * eigval.clamp(min=0).sqrt()  # sigma1 = root @ root.T
+    inner = root.T @ sigma2 @ root
+    eigval = torch.linalg.eigvalsh((inner + inner.T) / 2)
+    eigval[eigval < len(eigval) * torch.finfo(torch.float64).eps * eigval.max()] = 0  # below numerical rank
+    return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * eigval.sqrt().sum())
+
+
+def feature_stats(features):
+    """(N, D) features -> (mu (D,), sigma (D, D)) in float64, unbiased covariance."""
+    features = np.asarray(features, dtype=np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+@torch.no_grad()
+def inception_features(net, batches, device='cpu'):
+    """Iterable of (B, 3, H, W) images in [-1, 1] (or (images, labels) pairs) -> (N, 2048) float32 numpy."""
+    features = []
+    for images in batches:
+        images = images[0] if isinstance(images, (tuple, list)) else images
+        features.append(net(images.to(device, torch.float32)).cpu())
+    return torch.cat(features).numpy()
+
+
+def generator_stats(sample_fn, n=50_000, batch_size=100, num_classes=None, net=None, device='cpu', to_uint8=True):
+    """FID statistics of n samples of sample_fn(n_batch, labels) -> (n_batch, 3, H, W) in [-1, 1].
+
+    With num_classes, labels are class-balanced (n // num_classes each, the remainder spread over the first classes).
+    to_uint8 rounds images to 8 bits first, so the statistics equal those of the samples saved as PNGs (as EDM does).
+    """
+    net = load_inception(device=device) if net is None else net
+    labels = None if num_classes is None else torch.arange(n, device=device) % num_classes
+
+    def batches():
+        for start in range(0, n, batch_size):
+            images = sample_fn(min(batch_size, n - start), None if labels is None else labels[start:start + batch_size])
+            yield ((images + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1 if to_uint8 else images
+
+    return feature_stats(inception_features(net, batches(), device))
+
+
+def dataset_stats(name, data, cache_dir, resolution, split='train', batch_size=100, net=None, device='cpu'):
+    """(mu, sigma) of a Dataset or DataLoader of images in [-1, 1], cached as cache_dir/name-resolution-split.npz."""
+    path = os.path.join(cache_dir, f'{name}-{resolution}-{split}.npz')
+    if os.path.isfile(path):
+        with np.load(path) as stats:
+            return stats['mu'], stats['sigma']
+    if isinstance(data, torch.utils.data.Dataset):
+        data = torch.utils.data.DataLoader(data, batch_size=batch_size)
+    mu, sigma = feature_stats(inception_features(load_inception(device=device) if net is None else net, data, device))
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f'{path}.{os.getpid()}.tmp.npz'
+    np.savez(tmp, mu=mu, sigma=sigma)
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    return mu, sigma
+
+
+class ImageFolder(torch.utils.data.Dataset):
+    """Images under root (recursive) as RGB in [-1, 1], resized to 299x299 as the network would: any sizes mix."""
+
+    def __init__(self, root):
+        self.files = sorted(p for p in Path(root).rglob('*') if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        with Image.open(self.files[i]) as image:
+            image = to_tensor(image.convert('RGB')) * 2 - 1  # (3, H, W)
+        return F.interpolate(image[None], size=(299, 299), mode='bilinear', align_corners=False, antialias=False)[0]
+
+
+def path_stats(path, get_net, batch_size=50, device='cpu'):
+    """(mu, sigma) of an .npz of statistics or of a folder of images; ValueError with one line on bad input."""
+    if path.endswith('.npz') and os.path.isfile(path):
+        with np.load(path) as stats:
+            if 'mu' not in stats or 'sigma' not in stats:
+                raise ValueError(f'{path}: .npz has no mu and sigma (keys: {", ".join(stats.files)})')
+            return stats['mu'], stats['sigma']
+    if not os.path.isdir(path):
+        raise ValueError(f'{path}: no such image folder or .npz file')
+    dataset = ImageFolder(path)
+    if len(dataset) == 0:
+        raise ValueError(f'{path}: no images ({"/".join(sorted(IMAGE_EXTENSIONS))}) found')
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    return feature_stats(inception_features(get_net(), loader, device))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='FID between two image folders or .npz statistics (mu, sigma).')
+    parser.add_argument('paths', nargs='+', metavar='PATH', help='image folder or .npz with mu and sigma')
+    parser.add_argument('--batch-size', type=int, default=50)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--weights', help=f'{WEIGHTS_NAME} (default: torch hub cache, downloaded if absent)')
+    parser.add_argument('--save-stats', metavar='OUT.npz', help='save the statistics of the one PATH and exit')
+    args = parser.parse_args(argv)
+    if len(args.paths) != (1 if args.save_stats else 2):
+        parser.error('give two PATHs, or one PATH with --save-stats')
+    net = None
+
+    def get_net():  # loaded only if a folder needs it
+        nonlocal net
+        net = load_inception(args.weights, args.device) if net is None else net
+        return net
+
+    try:
+        stats = [path_stats(path, get_net, args.batch_size, args.device) for path in args.paths]
+        if args.save_stats:
+            np.savez(args.save_stats, mu=stats[0][0], sigma=stats[0][1])
+            return
+        print(f'FID: {frechet_distance(*stats[0], *stats[1])}')
+    except (OSError, ValueError, RuntimeError) as error:  # bad paths, images, weights: one line, no traceback
+        print(f'fid.py: error: {str(error).strip().splitlines()[0]}', file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == '__main__':
+    main()
