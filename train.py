@@ -67,6 +67,8 @@ def get_args(argv=None):
     a('--workers', type=int, default=4, help='DataLoader workers for image folders')
     a = p.add_argument_group('teacher').add_argument
     a('--teacher', default=None, help='teacher checkpoint; without it one is trained and saved to OUT/teacher.pt')
+    a('--teacher-key', default=None, help="EMA decay to load from an official checkpoint's ema_models (default: the "
+      "largest; the official distillation used 0.999)")
     a('--teacher-steps', type=int, default=None)
     a('--teacher-lr', type=float, default=None)
     a('--teacher-batch-size', type=int, default=None)
@@ -659,7 +661,7 @@ def main(argv=None):
         if ddp:
             dist.barrier()                                      # every rank then loads rank 0's file: one teacher
     try:
-        teacher, info = models.load_teacher(teacher_path, device)
+        teacher, info = models.load_teacher(teacher_path, device, ema_key=args.teacher_key)
     except ValueError as e:
         die(str(e))
     teacher_classes = getattr(getattr(teacher, 'net', teacher), 'num_classes', None)
