@@ -27,13 +27,7 @@ N_CLASSES = 3
 RTOL = 1e-9
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on shared CPUs (3-4x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # ----------------------------------------------------------------------------------------------- helpers

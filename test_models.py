@@ -11,13 +11,7 @@ SMALL16 = dict(SMALL32, dim=[3, 16, 16], attention_resolutions='8')
 SMALL_OVERRIDES = dict(num_channels=32, num_res_blocks=1, channel_mult=[1, 2])  # for foreign checkpoints
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    # these networks are tiny: on 2 busy cores a second intra-op thread costs more than it saves (measured 13 s vs 47 s)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 class FlowMatchingStandIn:

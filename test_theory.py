@@ -26,13 +26,7 @@ DT = torch.float64
 GRID = torch.linspace(-12.0, 12.0, 20001, dtype=DT)[:, None]       # (G, 1) quadrature grid for 1-D
 
 
-@pytest.fixture(autouse=True, scope='module')
-def one_thread():
-    """These tensors are small: intra-op threads only spin against other jobs (30x slower on 2 busy cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 # ---------------------------------------------------------------- closed forms (independent of the code)
