@@ -215,9 +215,10 @@ class Batches:
             if self.tensors is not None:
                 for idx in self._epoch_batches():
                     yield self.tensors[0][idx], self.tensors[1][idx]
-            else:
+            else:   # generator=: each new iterator (every epoch, and on resume) draws a seed there, not globally
                 yield from torch.utils.data.DataLoader(self.dataset, batch_sampler=list(self._epoch_batches()),
-                                                       num_workers=self.workers, pin_memory=self.device.type == 'cuda')
+                                                       num_workers=self.workers, pin_memory=self.device.type == 'cuda',
+                                                       generator=torch.Generator())
             self.epoch, self.pos = self.epoch + 1, 0
 
     def next(self):
@@ -577,6 +578,14 @@ def distill(args, teacher, teacher_info, dataset, shape, num_classes, interp, de
     data = Batches(dataset, args.batch_size, args.seed, rank, world, device, flip=args.dataset == 'cifar10',
                    workers=args.workers)
     local_batch, start = args.batch_size // world, 0
+    # before the resume restores the RNG streams: the FID reference loader draws from them
+    evaluator = Evaluator(args, dataset, shape, num_classes, interp, device, log) if rank == 0 else None
+    if rank == 0 and not os.path.isfile(os.path.join(args.out, 'samples_teacher.png')):
+        t0 = time.time()
+        g = torch.Generator(device).manual_seed(3)             # the SDE sampler's noise (bridge) is seeded too
+        sampler = lambda z, y: interp.generate(s.teacher, z, y, steps=args.nfe, generator=g)
+        log.record(step=0, phase='teacher', metrics={f'teacher_nfe{args.nfe}': evaluator('teacher', sampler, 0)},
+                   seconds=time.time() - t0)
     if args.resume and os.path.isfile(ckpt_path):
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         s.load_state_dict(ckpt['distiller'])
@@ -596,8 +605,6 @@ def distill(args, teacher, teacher_info, dataset, shape, num_classes, interp, de
             save_atomic(dict(step=step, config=vars(args), model=teacher_info['config'], distiller=s.state_dict(),
                              data=[x['data'] for x in states], rng=[x['rng'] for x in states]), ckpt_path)
 
-    evaluator = Evaluator(args, dataset, shape, num_classes, interp, device, log) if rank == 0 else None
-
     def evaluate(step, running, rate):
         if rank == 0:                                           # at step 0 the EMAs equal the generator
             nets = {'generator': s.gen_raw, **({f'ema{d}': m for d, m in s.emas.items()} if step else {})}
@@ -605,11 +612,6 @@ def distill(args, teacher, teacher_info, dataset, shape, num_classes, interp, de
             s.gen_raw.train()
             log.record(step=step, phase='distill', losses=running, metrics=metrics, it_per_s=rate)
 
-    if rank == 0 and not os.path.isfile(os.path.join(args.out, 'samples_teacher.png')):
-        t0 = time.time()
-        sampler = lambda z, y: interp.generate(s.teacher, z, y, steps=args.nfe)
-        log.record(step=0, phase='teacher', metrics={f'teacher_nfe{args.nfe}': evaluator('teacher', sampler, 0)},
-                   seconds=time.time() - t0)
     if start == 0:
         evaluate(0, {}, 0.0)                                    # the generator at its initialisation
     progress, sums, count = Progress(args.steps, args.log_every, log, start), {}, 0
