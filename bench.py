@@ -1,0 +1,285 @@
+"""Times one distillation iteration (Algorithm 1: K fake steps + 1 generator step) of train.Distiller against a
+naive loop with the same math, written the way the official RealUID train_distil.py does it (arXiv 2509.22459).
+
+    python bench.py                                    # small U-Net on 3x16x16, batch 32, 1 CPU thread: ~2 min
+    python bench.py --device cuda --full --amp bf16    # the paper's CIFAR-10 U-Net on 3x32x32, batch 256
+
+First a check: both loops start from the same weights and RNG state, run one iteration, and must give the same
+fake and generator losses, generator gradient and updated weights (PASS/FAIL, exit 1 on FAIL). Then M iterations
+of each, interleaved so that load from other processes hits both, after warm-up; medians and their ratio.
+"""
+import argparse
+import copy
+import gc
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn as nn
+
+import models
+import train
+from interpolants import make_interpolant
+
+NUM_CLASSES = 10
+# Tolerances (losses and gradient, updates), relative l2. float32 (eps 1.2e-7): the loops differ only in summation
+# order (one fused fake forward on 2B samples vs two on B; the generator loss as -a||d||^2 + 2a<d,f*> - 2b<d,T> vs
+# a||f*-sT||^2 - a||f-sT||^2, whose terms are ~100x the loss here). Observed <= 1.3e-5 on losses and gradient;
+# 1e-4 still fails on any formula error (O(1)). Updates: Adam turns gradients below its eps 1e-8 -- rounding noise
+# in parameters whose exact gradient is 0, e.g. a bias right before a GroupNorm with one channel per group -- into
+# steps of ~lr g / eps that differ between the loops, so the updates differ by up to ~1e-2 (observed <= 9e-3 with
+# 32 channels, <= 3e-4 with 64); 5e-2 still fails on a wrong lr, warm-up, clip or betas (O(1)). bf16 autocast:
+# the two algebraic forms round differently (ours forms f* - f and its dot products in bf16, the naive loop
+# subtracts the fp32 target first): observed <= 1.3e-2 on losses and gradient; Adam's sign-like first steps then
+# flip on small gradients, so the updates are not compared.
+RTOL = {'none': (1e-4, 5e-2), 'bf16': (5e-2, None)}
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    a = p.add_argument
+    a('--device', choices=['cpu', 'cuda'], default='cpu')
+    a('--amp', choices=['none', 'bf16'], default='none', help='bf16 autocast of all forwards, as train.py --amp')
+    a('--batch-size', type=int, default=None, help='default 32 on CPU, 256 (the paper) on CUDA')
+    a('--k', type=int, default=5, help='fake steps per generator step')
+    a('--iters', type=int, default=8, help='timed iterations of each loop')
+    a('--warm', type=int, default=1, help='untimed warm-up iterations of each loop')
+    a('--alpha', type=float, default=0.98, help='RealUID coefficients (Table 2); alpha < 1 uses the real batch')
+    a('--beta', type=float, default=0.96)
+    a('--cond', action='store_true', help='class-conditional networks (10 classes)')
+    a('--full', action='store_true', help="the paper's CIFAR-10 U-Net (models.CIFAR10_UNET) instead of the flags below")
+    a('--image-size', type=int, default=None, help='default 16 (32 with --full): at 32x32 and batch 32 even a '
+      '32-channel U-Net takes 15-25 s an iteration on one CPU core')
+    a('--channels', type=int, default=32)
+    a('--channel-mult', type=int, nargs='+', default=[1, 2])
+    a('--res-blocks', type=int, default=1)
+    a('--attn', default='8', help='attention resolutions (8 on 16x16 is where CIFAR-10 has 16 on 32x32)')
+    a('--threads', type=int, default=1, help='torch intra-op CPU threads; 1 is steadiest on a shared machine')
+    a('--seed', type=int, default=0)
+    args = p.parse_args(argv)
+    if min(args.k, args.iters, args.threads) < 1 or args.warm < 0:
+        p.error('--k, --iters and --threads must be >= 1, --warm >= 0')
+    if args.batch_size is None:
+        args.batch_size = 256 if args.device == 'cuda' else 32
+    if args.image_size is None:
+        args.image_size = 32 if args.full else 16
+    return args
+
+
+def build(args):
+    """-> (train.Distiller, NaiveLoop with the Distiller's initial weights, fixed real batch (x, y))."""
+    argv = ['--dataset', 'cifar10', '--image-size', str(args.image_size), '--alpha', str(args.alpha),
+            '--beta', str(args.beta), '--batch-size', str(args.batch_size), '--k', str(args.k),
+            '--device', args.device, '--amp', args.amp, '--seed', str(args.seed), '--channels', str(args.channels),
+            '--channel-mult', *map(str, args.channel_mult), '--res-blocks', str(args.res_blocks), '--attn', args.attn]
+    targs = train.get_args(argv + (['--cond'] if args.cond else []))
+    device, shape = torch.device(args.device), (3, args.image_size, args.image_size)
+    config = train.model_config(targs, shape, NUM_CLASSES)
+    if args.full:
+        config = dict(models.CIFAR10_UNET, dim=list(shape), num_classes=NUM_CLASSES if args.cond else None)
+    torch.manual_seed(args.seed)
+    teacher = randomize_zero_layers(models.build_model(config)).to(device).eval().requires_grad_(False)
+    distiller = train.Distiller(targs, teacher, config, make_interpolant(targs.interpolant), shape, NUM_CLASSES, device)
+    randomize_zero_layers(distiller.fake_raw)                   # every fake layer gets a gradient from step 1
+    x_real = torch.rand(args.batch_size, *shape, device=device) * 2 - 1    # (B, 3, H, W) in [-1, 1]
+    y_real = torch.randint(NUM_CLASSES, (args.batch_size,), device=device)
+    return distiller, NaiveLoop(distiller), (x_real, y_real)
+
+
+@torch.no_grad()
+def randomize_zero_layers(net, std=0.02):
+    """The U-Net zero-initialises its residual and output convs (f = 0); a stand-in for trained weights."""
+    for p in net.parameters():
+        if not p.any():
+            p.normal_(0, std)
+    return net
+
+
+def ours_iteration(distiller, x_real, y_real):
+    losses_fake = [distiller.fake_step(len(x_real), x_real, y_real) for _ in range(distiller.args.k)]
+    loss_gen, _ = distiller.generator_step(len(x_real))
+    return losses_fake, loss_gen
+
+
+def sqnorm(v):                                                  # (B, ...) -> (B,)
+    return v.flatten(1).pow(2).sum(1)
+
+
+class NaiveLoop:
+    """Distiller's math written as the official train_distil.py does it:
+
+    (a) the generator forward of a fake step runs with autograd, its output detached afterwards;
+    (b) the fake sees the generated and the real x_t in two forwards instead of one fused one;
+    (c) the fake keeps requires_grad in the generator step, so its parameter gradients are computed there
+        (and zeroed by the next fake step);
+    (d) gc.collect() every step.
+    Optimizers, warm-up, clipping and EMAs mirror Distiller: Adam(betas=(0, 0.999)), linear warm-up, clip, lerp.
+    """
+    def __init__(self, distiller):
+        d = distiller
+        self.args, self.interp, self.shape, self.device = d.args, d.interp, d.shape, d.device
+        self.num_classes, self.teacher = d.num_classes, d.teacher
+        self.gen, self.fake = copy.deepcopy(d.gen_raw), copy.deepcopy(d.fake_raw)
+        self.emas = {decay: copy.deepcopy(ema) for decay, ema in d.emas.items()}
+        warmup = self.args.warmup
+        schedule = lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+        self.opt_gen = torch.optim.Adam(self.gen.parameters(), lr=self.args.lr, betas=(0.0, 0.999))
+        self.opt_fake = torch.optim.Adam(self.fake.parameters(), lr=self.args.lr, betas=(0.0, 0.999))
+        self.sched_gen = torch.optim.lr_scheduler.LambdaLR(self.opt_gen, schedule)
+        self.sched_fake = torch.optim.lr_scheduler.LambdaLR(self.opt_fake, schedule)
+
+    def noise(self, n):                                         # same draws, same order as Distiller.noise
+        return train.class_labels(n, self.num_classes, self.device), self.interp.prior((n, *self.shape), self.device)
+
+    def paths(self, x_gen):                                     # t, x1, eps drawn in losses._paths' order
+        t = self.interp.sample_t(len(x_gen), self.device)
+        return t, torch.randn_like(x_gen), torch.randn_like(x_gen)
+
+    def fake_step(self, x_real, y_real):                        # RealUM, Def. 2 / eq. 16, minimized by the fake
+        gc.collect()                                            # (d)
+        args, interp = self.args, self.interp
+        self.opt_fake.zero_grad()
+        y_gen, z = self.noise(len(x_real))
+        with train.autocast(args, self.device):
+            x_gen = self.gen(z, y_gen).float().detach()         # (a) forward with autograd, then detached
+            t, x1, eps = self.paths(x_gen)
+            _, xt_gen, target_gen = interp.sample(x_gen, x1, t, eps)
+            out_gen = self.fake(t, xt_gen, y_gen)
+            loss = args.alpha * (interp.weight(t) * sqnorm(out_gen - args.beta / args.alpha * target_gen)).mean()
+            if args.alpha < 1:                                  # (b) a second forward for the real batch
+                _, xt_real, target_real = interp.sample(x_real, x1, t, eps)
+                out_real = self.fake(t, xt_real, y_real if args.cond else None)
+                scale = (1 - args.beta) / (1 - args.alpha)
+                loss = loss + (1 - args.alpha) * (interp.weight(t) * sqnorm(out_real - scale * target_real)).mean()
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.fake.parameters(), args.clip)
+        self.opt_fake.step()
+        self.sched_fake.step()
+        return loss.detach()
+
+    def generator_step(self, n):                                # theta-terms of eq. 17, minimized by the generator
+        gc.collect()                                            # (d)
+        args, interp = self.args, self.interp
+        self.opt_gen.zero_grad()
+        y, z = self.noise(n)
+        with train.autocast(args, self.device):
+            x_gen = self.gen(z, y).float()
+            t, x1, eps = self.paths(x_gen)
+            _, xt, target = interp.sample(x_gen, x1, t, eps)
+            target, w = args.beta / args.alpha * target, interp.weight(t)
+            loss = (args.alpha * (w * sqnorm(self.teacher(t, xt, y) - target)).mean()
+                    - args.alpha * (w * sqnorm(self.fake(t, xt, y) - target)).mean())
+        loss.backward()                                         # (c) also fills the fake's .grad
+        nn.utils.clip_grad_norm_(self.gen.parameters(), args.clip)
+        self.opt_gen.step()
+        self.sched_gen.step()
+        with torch.no_grad():
+            for decay, ema in self.emas.items():
+                for p_ema, p in zip(ema.parameters(), self.gen.parameters()):
+                    p_ema.lerp_(p, 1 - decay)
+        return loss.detach()
+
+    def iteration(self, x_real, y_real):
+        losses_fake = [self.fake_step(x_real, y_real) for _ in range(self.args.k)]
+        return losses_fake, self.generator_step(len(x_real))
+
+
+def rel(a, b):
+    """||a - b|| / ||b|| over lists of tensors (b: the naive side)."""
+    a, b = (torch.cat([x.detach().double().flatten() for x in xs]) for xs in (a, b))
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def check(distiller, naive, batch, amp='none', verbose=True):
+    """One iteration of each loop from identical weights and RNG state -> (passed, {quantity: (difference, tol)})."""
+    gen0, fake0 = ([p.detach().clone() for p in net.parameters()] for net in (distiller.gen_raw, distiller.fake_raw))
+    seed, tf32 = distiller.args.seed + 1, torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False                     # CUDA: TF32 convs would pick per-batch-size rounding
+    try:
+        torch.manual_seed(seed)
+        ours_fake, ours_gen = ours_iteration(distiller, *batch)
+        torch.manual_seed(seed)
+        naive_fake, naive_gen = naive.iteration(*batch)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+    gens, fakes = (distiller.gen_raw, naive.gen), (distiller.fake_raw, naive.fake)
+    update = lambda net, start: [p - p0 for p, p0 in zip(net.parameters(), start)]
+    rtol, utol = RTOL[amp]
+    diffs = {'fake losses, K steps': (max(rel([a], [b]) for a, b in zip(ours_fake, naive_fake)), rtol),
+             'generator loss': (rel([ours_gen], [naive_gen]), rtol),
+             'generator gradient': (rel(*([p.grad for p in net.parameters()] for net in gens)), rtol),
+             'generator update': (rel(*(update(net, gen0) for net in gens)), utol),
+             'fake update, K steps': (rel(*(update(net, fake0) for net in fakes)), utol)}
+    passed = all(tol is None or d <= tol for d, tol in diffs.values())
+    if verbose:
+        print(f'check: one iteration of each from the same weights and RNG state (relative l2 difference, amp {amp})')
+        for name, (d, tol) in diffs.items():
+            print(f'  {name:22s} {d:8.1e}   ' + (f'tolerance {tol:g}' if tol else 'not compared (see RTOL)'))
+        print(f'  last fake loss {float(ours_fake[-1]):.7g} (ours) {float(naive_fake[-1]):.7g} (naive), '
+              f'generator loss {float(ours_gen):.7g} (ours) {float(naive_gen):.7g} (naive)')
+        print('check:', 'PASS' if passed else 'FAIL')
+    return passed, diffs
+
+
+def timed(fn, device):
+    """-> (seconds, peak CUDA memory above the start in MiB, or None on CPU)."""
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start_mem = torch.cuda.memory_allocated()
+    start = time.perf_counter()
+    fn()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+        return time.perf_counter() - start, (torch.cuda.max_memory_allocated() - start_mem) / 2 ** 20
+    return time.perf_counter() - start, None
+
+
+def main(argv=None):
+    args = get_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    model = 'models.CIFAR10_UNET' if args.full else (f'U-Net channels {args.channels} mult '
+                                                      f'{",".join(map(str, args.channel_mult))} res_blocks '
+                                                      f'{args.res_blocks} attn {args.attn}')
+    where = (torch.cuda.get_device_name(device) if device.type == 'cuda'
+             else f'cpu, {args.threads} thread{"s" * (args.threads > 1)}')
+    print(f'bench.py: one iteration = {args.k} fake steps + 1 generator step | {model} on 3x{args.image_size}x'
+          f'{args.image_size}{", cond" if args.cond else ""} | batch {args.batch_size} | alpha {args.alpha} beta '
+          f'{args.beta} | {where}, amp {args.amp}, torch {torch.__version__}')
+    distiller, naive, batch = build(args)
+    print(f'{sum(p.numel() for p in distiller.gen_raw.parameters()) / 1e6:.2f}M parameters per network')
+    passed, _ = check(distiller, naive, batch, args.amp)
+    if not passed:
+        sys.exit(1)
+    loops = {'ours': lambda: ours_iteration(distiller, *batch), 'naive': lambda: naive.iteration(*batch)}
+    for _ in range(args.warm):
+        for fn in loops.values():
+            fn()
+    times, peaks = {name: [] for name in loops}, {name: [] for name in loops}
+    for _ in range(args.iters):                                 # interleaved: ours, naive, ours, naive, ...
+        for name, fn in loops.items():
+            seconds, peak = timed(fn, device)
+            times[name].append(seconds)
+            peaks[name].append(peak)
+    start = time.perf_counter()
+    gc.collect()
+    collect_ms = 1e3 * (time.perf_counter() - start)
+    cuda = device.type == 'cuda'
+    print(f'timing: {args.iters} interleaved iterations of each after {args.warm} warm-up (seconds per iteration)')
+    print(f'  {"loop":6s} {"median":>7s} {"min":>7s} {"max":>7s}' + ('  peak MiB above start' if cuda else ''))
+    for name in loops:
+        t = times[name]
+        print(f'  {name:6s} {statistics.median(t):7.3f} {min(t):7.3f} {max(t):7.3f}' +
+              (f'  {max(peaks[name]):20.0f}' if cuda else ''))
+    pairs = sorted(n / o for o, n in zip(times['ours'], times['naive']))
+    print(f'  per-pair naive/ours: median {statistics.median(pairs):.2f}, range {pairs[0]:.2f}-{pairs[-1]:.2f}; '
+          f'one gc.collect() here takes {collect_ms:.0f} ms ({len(gc.get_objects())} tracked objects), the naive loop '
+          f'calls it {args.k + 1} times an iteration')
+    print(f'ratio naive/ours: {statistics.median(times["naive"]) / statistics.median(times["ours"]):.2f}x')
+
+
+if __name__ == '__main__':
+    main()
