@@ -659,7 +659,10 @@ def main(argv=None):
 
     teacher_path = args.teacher or os.path.join(args.out, 'teacher.pt')
     if not args.teacher and not os.path.isfile(teacher_path):
-        train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
+        try:
+            train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
+        except FloatingPointError as e:                         # nothing is saved: the teacher restarts next time
+            die(f'teacher training: {e}', code=3)
         if ddp:
             dist.barrier()                                      # every rank then loads rank 0's file: one teacher
     try:
@@ -672,10 +675,7 @@ def main(argv=None):
     if not args.cond and teacher_classes is not None:
         die(f'{teacher_path} is class-conditional ({teacher_classes} classes): pass --cond')
     log.line(f'teacher: {teacher_path} ({info["format"]}{", time-flipped" if info["flipped"] else ""})')
-    try:
-        distill(args, teacher, info, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
-    except FloatingPointError as e:
-        die(str(e), code=3)
+    distill(args, teacher, info, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
     if ddp:
         dist.destroy_process_group()
 
