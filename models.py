@@ -26,6 +26,13 @@ def timestep_embedding(t, dim, max_period=10000):
     return F.pad(torch.cat([torch.cos(args), torch.sin(args)], dim=-1), (0, dim % 2))  # (B, dim)
 
 
+def group_norm(ch):
+    # ADM's GroupNorm(32, ch) when every group keeps >= 4 channels (all widths of the 128-channel CIFAR-10 config),
+    # else the most groups <= 32 that do: with 1 channel per group the norm subtracts each channel's spatial mean
+    # and erases the time/label embedding a ResBlock has just added per channel (every 32-wide ResBlock ignored t, y)
+    return nn.GroupNorm(max(g for g in range(1, 33) if ch % g == 0 and ch // g >= 4), ch)
+
+
 def check_labels(y, num_classes):
     if (y is None) != (num_classes is None):
         raise ValueError('pass labels y (B,) if and only if the network is class-conditional (num_classes set)')
@@ -34,14 +41,15 @@ def check_labels(y, num_classes):
 # ----------------------------------------------------------------------------------------------------
 # ADM U-Net (Dhariwal & Nichol 2021) as configured by torchcfm's UNetModelWrapper: the same state-dict keys,
 # init and forward, restricted to the flags its CIFAR-10 config uses (use_scale_shift_norm=False,
-# resblock_updown=False, conv_resample=True, legacy attention order, learn_sigma=False).
+# resblock_updown=False, conv_resample=True, legacy attention order, learn_sigma=False). One deliberate change:
+# `group_norm` keeps >= 4 channels per group: identical to torchcfm at 128 channels, different in narrower nets.
 
 class ResBlock(nn.Module):
     def __init__(self, ch, emb_ch, out_ch, dropout):
         super().__init__()
-        self.in_layers = nn.Sequential(nn.GroupNorm(32, ch), nn.SiLU(), nn.Conv2d(ch, out_ch, 3, padding=1))
+        self.in_layers = nn.Sequential(group_norm(ch), nn.SiLU(), nn.Conv2d(ch, out_ch, 3, padding=1))
         self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_ch, out_ch))
-        self.out_layers = nn.Sequential(nn.GroupNorm(32, out_ch), nn.SiLU(), nn.Dropout(dropout),
+        self.out_layers = nn.Sequential(group_norm(out_ch), nn.SiLU(), nn.Dropout(dropout),
                                         zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1)))
         self.skip_connection = nn.Identity() if out_ch == ch else nn.Conv2d(ch, out_ch, 1)
 
@@ -54,7 +62,7 @@ class AttentionBlock(nn.Module):
     def __init__(self, ch, num_heads):
         super().__init__()
         self.num_heads = num_heads
-        self.norm = nn.GroupNorm(32, ch)
+        self.norm = group_norm(ch)
         self.qkv = nn.Conv1d(ch, 3 * ch, 1)
         self.proj_out = zero_init(nn.Conv1d(ch, ch, 1))
 
@@ -102,6 +110,9 @@ class UNet(nn.Module):
                  num_classes=None):           # None: unconditional; else label_emb is added to the time embedding
         super().__init__()
         in_ch, size = dim[0], dim[-1]
+        if min(int(mult * num_channels) for mult in channel_mult) < 4:
+            raise ValueError(f'num_channels={num_channels} with channel_mult={list(channel_mult)} gives a level of '
+                             'fewer than 4 channels, too few for GroupNorm with >= 4 channels per group')
         if isinstance(attention_resolutions, str):
             attention_resolutions = attention_resolutions.split(',')
         attention_ds = {size // int(r) for r in attention_resolutions}
@@ -109,6 +120,8 @@ class UNet(nn.Module):
 
         def attention(ch):
             if num_head_channels == -1:
+                if ch % num_heads:
+                    raise ValueError(f'{ch} channels are not divisible by num_heads={num_heads}')
                 return AttentionBlock(ch, num_heads)
             if ch % num_head_channels:
                 raise ValueError(f'{ch} channels are not divisible by num_head_channels={num_head_channels}')
@@ -136,6 +149,7 @@ class UNet(nn.Module):
                 ds *= 2
         self.middle_block = EmbedSequential(ResBlock(ch, emb_ch, ch, dropout), attention(ch),
                                             ResBlock(ch, emb_ch, ch, dropout))
+        self.feature_dim = ch  # width of the bottleneck, see `features`
         self.output_blocks = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):
             for i in range(num_res_blocks + 1):
@@ -147,9 +161,10 @@ class UNet(nn.Module):
                     layers.append(Upsample(ch))
                     ds //= 2
                 self.output_blocks.append(EmbedSequential(*layers))
-        self.out = nn.Sequential(nn.GroupNorm(32, ch), nn.SiLU(), zero_init(nn.Conv2d(ch, in_ch, 3, padding=1)))
+        self.out = nn.Sequential(group_norm(ch), nn.SiLU(), zero_init(nn.Conv2d(ch, in_ch, 3, padding=1)))
 
-    def forward(self, t, x, y=None):
+    def _encode(self, t, x, y):
+        # input blocks and middle block -> (bottleneck (B, feature_dim, h, w), skip activations, embedding (B, 4 C))
         check_labels(y, self.num_classes)
         t = torch.as_tensor(t, device=x.device).expand(x.shape[0])  # (B,), also from a 0-d t
         emb = self.time_embed(timestep_embedding(t, self.num_channels).to(x.dtype))  # (B, 4 C)
@@ -159,10 +174,17 @@ class UNet(nn.Module):
         for block in self.input_blocks:
             h = block(h, emb)
             skips.append(h)
-        h = self.middle_block(h, emb)
+        return self.middle_block(h, emb), skips, emb
+
+    def forward(self, t, x, y=None):
+        h, skips, emb = self._encode(t, x, y)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
         return self.out(h)  # (B, C, H, W)
+
+    def features(self, t, x, y=None):
+        # bottleneck features for a discriminator head (UID+GAN baseline, eq. 8): spatial mean of the middle block
+        return self._encode(t, x, y)[0].mean((2, 3))  # (B, feature_dim)
 
 
 class MLP(nn.Module):
@@ -175,8 +197,13 @@ class MLP(nn.Module):
             self.label_emb = nn.Embedding(num_classes, hidden)
         self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(num_layers - 1))
         self.out = nn.Linear(hidden, dim)
+        self.feature_dim = hidden  # see `features`
 
     def forward(self, t, x, y=None):
+        return self.out(self.features(t, x, y))  # (B, dim)
+
+    def features(self, t, x, y=None):
+        # last hidden activation, after SiLU (the input of self.out; a discriminator head's input, eq. 8)
         check_labels(y, self.num_classes)
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])  # (B,)
         freqs = torch.logspace(0, 2, self.time_dim // 2, device=x.device, dtype=x.dtype)  # 1..100 rad per unit t
@@ -186,7 +213,7 @@ class MLP(nn.Module):
             h = h + self.label_emb(y)
         for layer in self.hidden:
             h = layer(F.silu(h))
-        return self.out(F.silu(h))  # (B, dim)
+        return F.silu(h)  # (B, hidden)
 
 
 class TimeFlip(nn.Module):
@@ -195,8 +222,15 @@ class TimeFlip(nn.Module):
         super().__init__()
         self.net = net
 
+    @property
+    def feature_dim(self):
+        return self.net.feature_dim
+
     def forward(self, t, x, y=None):
         return -self.net(1 - t, x, y)
+
+    def features(self, t, x, y=None):
+        return self.net.features(1 - t, x, y)  # the same time flip; features carry no direction, so no sign
 
 
 class Generator(nn.Module):

@@ -3,8 +3,8 @@ import copy
 import pytest
 import torch
 
-from models import (CIFAR10_UNET, MLP, Generator, TimeFlip, UNet, build_model, load_checkpoint_state, load_teacher,
-                    save_teacher)
+from models import (CIFAR10_UNET, MLP, Generator, ResBlock, TimeFlip, UNet, build_model, group_norm,
+                    load_checkpoint_state, load_teacher, save_teacher, timestep_embedding)
 
 SMALL32 = dict(CIFAR10_UNET, num_channels=32, num_res_blocks=1, channel_mult=[1, 2])  # attention at 16x16
 SMALL16 = dict(SMALL32, dim=[3, 16, 16], attention_resolutions='8')
@@ -199,6 +199,65 @@ def test_mlp_shapes_with_and_without_labels():
         net(t, x)
 
 
+def small_unet_config(num_channels):
+    # train.py's U-Net for 16x16 images (--channels C --channel-mult 1 2 --res-blocks 1 --attn 8), class-conditional
+    return dict(kind='unet', dim=[3, 16, 16], num_channels=num_channels, num_res_blocks=1, channel_mult=[1, 2],
+                attention_resolutions='8', dropout=0.0, num_classes=10,
+                num_head_channels=64 if num_channels >= 64 else -1, num_heads=4)
+
+
+def relative_change(new, old):
+    return ((new - old).norm() / old.norm()).item()
+
+
+@pytest.mark.parametrize('num_channels', [16, 32, 64, 128])
+def test_unet_sees_time_and_label_at_every_width(num_channels):
+    # Threshold 1e-3 for every relative change below: float32 noise is ~1e-7 (measured 2e-7 for a ResBlock that is
+    # blind to its embedding, as every 32-wide one was under GroupNorm(32, ch)); the smallest measured response is
+    # 0.014 (t 0.2 -> 0.8 moves torchcfm's unscaled sinusoidal embedding little), labels move outputs by ~0.5.
+    # Under the old GroupNorm(32, ch), 16 channels does not build and at 32 channels 4 of the 8 ResBlocks are blind.
+    config = small_unet_config(num_channels)
+    net = unet(config)  # perturbed: a fresh net outputs 0 whatever t and y are
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(3, *config['dim'], generator=g)
+    t_early, t_late = torch.full((3,), 0.2), torch.full((3,), 0.8)
+    y, y_other = torch.tensor([0, 1, 2]), torch.tensor([3, 4, 5])
+    with torch.no_grad():
+        out = net(t_early, x, y)
+        assert relative_change(net(t_late, x, y), out) > 1e-3
+        assert relative_change(net(t_early, x, y_other), out) > 1e-3
+        # every ResBlock, fed the same input: its residual branch must move with the embedding it is given. The
+        # whole-net check above alone misses the 32-channel bug (2 channels per group at 64 wide still pass t, y).
+        def embedding(t, y):
+            return net.time_embed(timestep_embedding(t, num_channels)) + net.label_emb(y)
+        blocks = {name: m for name, m in net.named_modules() if isinstance(m, ResBlock)}
+        assert len(blocks) == 8
+        for name, block in blocks.items():
+            h = torch.randn(3, block.in_layers[0].num_channels, 8, 8, generator=g)
+            def residual(emb):
+                return block(h, emb) - block.skip_connection(h)
+            res = residual(embedding(t_early, y))
+            change_t = relative_change(residual(embedding(t_late, y)), res)
+            change_y = relative_change(residual(embedding(t_early, y_other)), res)
+            assert change_t > 1e-3 and change_y > 1e-3, f'{name} blind to its embedding: {change_t:.1e}, {change_y:.1e}'
+
+
+def test_group_norm_keeps_torchcfm_groups_at_128_channels_and_four_channels_per_group_below():
+    assert [group_norm(ch).num_groups for ch in (128, 256, 384, 512)] == [32] * 4  # every width of CIFAR10_UNET
+    assert [group_norm(ch).num_groups for ch in (64, 32, 16, 8)] == [16, 8, 4, 2]
+    for ch in range(4, 1025, 4):  # every multiple of 4 builds, with at least 4 channels per group
+        groups = group_norm(ch).num_groups
+        assert groups <= 32 and ch % groups == 0 and ch // groups >= 4
+    for num_channels in (8, 12, 20, 24, 40):  # widths that are not powers of 2 build and run
+        config = dict(small_unet_config(num_channels), dim=[3, 8, 8], attention_resolutions='4')
+        t, x, y = batch(config, B=2)
+        assert build_model(config)(t, x, y).shape == x.shape
+    with pytest.raises(ValueError, match='fewer than 4 channels'):
+        build_model(dict(small_unet_config(2), num_heads=1))
+    with pytest.raises(ValueError, match='not divisible by num_heads=8'):  # attention at 8x8: 12 channels
+        build_model(dict(small_unet_config(6), num_heads=8))
+
+
 def test_build_model_kinds():
     assert isinstance(build_model(SMALL32), UNet) and isinstance(build_model(dict(kind='mlp')), MLP)
     assert isinstance(build_model(dict(SMALL32, time_flip=True)).net, UNet)
@@ -230,3 +289,31 @@ def test_unet_matches_torchcfm_cifar10(num_classes):
     with torch.no_grad():
         diff = (ours(t, x, y) - ref(t, x, y)).abs().max()
     assert diff < 1e-5  # float32; only the attention kernel differs (SDPA vs einsum); measured 0 on CPU
+
+
+FEATURE_NETS = [(dict(SMALL16, num_classes=10), 64),                                   # bottleneck: 2 * 32 channels
+                (dict(kind='mlp', dim=2, hidden=48, num_layers=3, num_classes=10), 48)]  # last hidden layer
+
+
+@pytest.mark.parametrize('config, feature_dim', FEATURE_NETS, ids=['unet', 'mlp'])
+def test_features_for_a_discriminator_head(config, feature_dim):
+    # UID+GAN baseline (eq. 8): a logit head reads the fake network's bottleneck through features(t, x, y)
+    net = unet(config)
+    t, x, y = batch(dict(config, dim=[2]) if config['kind'] == 'mlp' else config)
+    flipped = TimeFlip(net)
+    assert net.feature_dim == flipped.feature_dim == feature_dim
+    features = net.features(t, x, y)
+    assert features.shape == (3, feature_dim)
+    assert torch.equal(flipped.features(t, x, y), net.features(1 - t, x, y))  # exact: same ops on the same numbers
+    assert torch.equal(net.features(0.3, x, y), net.features(torch.full((3,), 0.3), x, y))  # 0-d t expands
+    if config['kind'] == 'mlp':  # forward is the output layer on the features
+        assert torch.equal(net(t, x, y), net.out(features))
+    # the features respond to x, and a head on them trains the encoder: gradients reach the first layer
+    head = torch.nn.Linear(feature_dim, 1)
+    assert relative_change(net.features(t, x + 0.1 * torch.randn_like(x), y), features) > 1e-3  # measured 0.01-0.02
+    net.zero_grad()
+    head(flipped.features(t, x, y)).sum().backward()
+    first = net.input_blocks[0][0].weight if config['kind'] == 'unet' else net.inp.weight
+    assert first.grad is not None and first.grad.abs().sum() > 0
+    if config['kind'] == 'unet':  # features run the encoder only: the decoder gets no gradient
+        assert all(p.grad is None for p in net.output_blocks.parameters())
