@@ -18,7 +18,8 @@ from losses import (general_realuid_loss, gan_discriminator_loss, gan_generator_
                     normalized_realuid_generator_loss, realuid_generator_loss, realuid_loss, realum_loss, um_loss)
 
 DTYPE = torch.float64
-FAMILIES = ['fm', 'vp', 've', 'bridge', 'si']
+FAMILIES = ['fm', 'vp', 've', 'bridge', 'si']                   # 'vp' is the default v-prediction
+CASES = ['fm', 'vp', 'vp-eps', 'vp-score', 've', 'bridge', 'si']  # + vp's other predictions, for interpolant tests
 SHAPES = [(2,), (3, 8, 8)]
 N_CLASSES = 3
 # Same algebra, different summation order, float64 (eps 2.2e-16): observed agreement is <= 1e-13 relative.
@@ -34,6 +35,18 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
+
+
+def make_case(case):
+    """'vp-eps' -> make_interpolant('vp', prediction='eps'); a plain family name -> its defaults."""
+    name, _, prediction = case.partition('-')
+    return make_interpolant(name, **({'prediction': prediction} if prediction else {}))
+
+
+def vp_alpha_sigma(tb):
+    """Linear beta in [0.1, 20]: alpha = exp(-1/2 int_0^t beta), sigma = sqrt(1 - alpha^2)."""
+    a = torch.exp(-0.5 * (0.1 * tb + 0.5 * (20.0 - 0.1) * tb ** 2))
+    return a, (1 - a ** 2).sqrt()
 
 
 class TinyNet(torch.nn.Module):
@@ -73,7 +86,7 @@ class Setup:
     def __init__(self, name, shape, batch=6, batch_real=None, seed=0):
         g = _gen(seed)
         batch_real = batch if batch_real is None else batch_real
-        self.name, self.shape, self.interp = name, shape, make_interpolant(name)
+        self.name, self.shape, self.interp = name, shape, make_case(name)
         self.teacher = TinyNet(shape, seed + 1).requires_grad_(False)
         self.fake = TinyNet(shape, seed + 2)
         self.generator = LinearGenerator(shape, seed + 3)
@@ -105,16 +118,22 @@ class Setup:
 
 
 def reference_path(name, t, x0, x1, eps):
-    """(x_t, T, w(t)) of each family, written from its paper independently of interpolants.py (defaults:
-    vp beta in [0.1, 20] with eps-prediction, ve EDM sigma in [0.002, 80] and sigma_data=0.5, bridge and si
-    with sigma=1)."""
+    """(x_t, T, w(t)) of each family (or CASES entry), written from its paper independently of interpolants.py
+    (defaults: vp beta in [0.1, 20] with v-prediction, 'vp-eps'/'vp-score' the other two, ve EDM sigma in
+    [0.002, 80] and sigma_data=0.5, bridge and si with sigma=1)."""
     tb = t.view(-1, *[1] * (x0.dim() - 1))
     one = torch.ones_like(t)
     if name == 'fm':                                        # rectified flow: x_t = (1-t) x0 + t x1, T = x1 - x0
         return (1 - tb) * x0 + tb * x1, x1 - x0, one
-    if name == 'vp':                                        # alpha = exp(-1/2 int_0^t beta), sigma^2 = 1 - alpha^2
-        a = torch.exp(-0.5 * (0.1 * tb + 0.5 * (20.0 - 0.1) * tb ** 2))
-        return a * x0 + (1 - a ** 2).sqrt() * x1, x1, one
+    if name.startswith('vp'):                               # x_t = alpha x0 + sigma x1
+        a, s = vp_alpha_sigma(tb)
+        xt = a * x0 + s * x1
+        if name == 'vp':                                    # Salimans & Ho 2022: v = alpha eps - sigma x0
+            return xt, a * x1 - s * x0, one
+        if name == 'vp-eps':
+            return xt, x1, one
+        if name == 'vp-score':                              # DSM: score target -eps/sigma, weight sigma^2
+            return xt, -x1 / s, s.flatten() ** 2
     if name == 've':                                        # x_t = x0 + sigma x1, denoiser target, EDM lambda
         s = 0.002 ** (1 - t) * 80.0 ** t
         return x0 + s.view_as(tb) * x1, x0, (s ** 2 + 0.25) / (0.5 * s) ** 2
@@ -515,7 +534,7 @@ def test_gan_losses_equal_eq8_written_with_sigmoid_and_log():
 # ------------------------------------------------------------------------------------- 9. interpolants
 
 @pytest.mark.parametrize('shape', SHAPES, ids=str)
-@pytest.mark.parametrize('name', FAMILIES)
+@pytest.mark.parametrize('name', CASES)
 def test_sample_returns_the_hand_written_path_and_target(name, shape):
     s = Setup(name, shape)
     x0 = s.x_real
@@ -523,36 +542,48 @@ def test_sample_returns_the_hand_written_path_and_target(name, shape):
     ref_xt, ref_target, ref_w = reference_path(name, s.t, x0, s.x1, s.eps)
     assert torch.equal(t, s.t)
     assert_close(xt, ref_xt, rtol=1e-14)                    # a few flops per entry: agreement to rounding
-    assert_close(target, ref_target, rtol=1e-12)            # bridge divides by t >= 1e-3
+    assert_close(target, ref_target, rtol=1e-12)            # bridge divides by t >= 1e-3, vp-score by sigma >= 0.01
     assert_close(s.interp.weight(s.t), ref_w, rtol=1e-14)
 
 
 @pytest.mark.parametrize('shape', SHAPES, ids=str)
-@pytest.mark.parametrize('name', FAMILIES)
+@pytest.mark.parametrize('name', CASES)
 def test_to_x0_inverts_the_path(name, shape):
-    """fm/bridge: x_t - t T = x0 exactly for the conditional target; vp: (x_t - sigma eps)/alpha; ve: out = x0;
-    si: x_t - t T = x0 + t^2 eps (the Euler data estimate keeps the gamma(t) eps part; exact where E[T|x_t]
-    is taken at t=1, gamma(1)=0)."""
+    """fm/bridge: x_t - t T = x0 exactly for the conditional target; vp: alpha x_t - sigma v, or
+    (x_t - sigma eps)/alpha; ve: out = x0; si: x_t - t T = x0 + t^2 eps (the Euler data estimate keeps the
+    gamma(t) eps part; exact where E[T|x_t] is taken at t=1, gamma(1)=0)."""
     s = Setup(name, shape)
     x0 = s.x_real
     t, xt, target = s.interp.sample(x0, s.x1, s.t, s.eps)
     expected = x0 + s.t.view(-1, *[1] * len(shape)) ** 2 * s.eps if name == 'si' else x0
-    # vp divides by alpha(t) >= 6.6e-3, which amplifies the rounding of x_t by 1/alpha.
+    # vp-eps/score divide by alpha(t) >= 6.6e-3, which amplifies the rounding of x_t by 1/alpha.
     assert_close(s.interp.to_x0(t, xt, target), expected, rtol=1e-11)
 
 
 def test_vp_score_prediction_is_the_eps_loss_rescaled():
     """vp 'score': target -x1/sigma, weight sigma^2, so sigma^2 ||s + x1/sigma||^2 = ||-sigma s - x1||^2."""
-    eps_interp, score_interp = make_interpolant('vp'), make_interpolant('vp', prediction='score')
-    s = Setup('vp', (3, 8, 8))
+    eps_interp, score_interp = make_interpolant('vp', prediction='eps'), make_interpolant('vp', prediction='score')
+    s = Setup('vp-eps', (3, 8, 8))
     sigma = lambda t: eps_interp.coeffs(t)[1].view(-1, 1, 1, 1)
     score_net = lambda t, x, y=None: -s.fake(t, x, y) / sigma(t)
     assert_close(um_loss(score_net, score_interp, s.x_real, x1=s.x1, t=s.t, eps=s.eps),
                  um_loss(s.fake, eps_interp, s.x_real, x1=s.x1, t=s.t, eps=s.eps))
     _, xt, target = score_interp.sample(s.x_real, s.x1, s.t, s.eps)
     assert_close(score_interp.to_x0(s.t, xt, target), s.x_real, rtol=1e-11)
-    with pytest.raises(ValueError, match="'eps' or 'score'"):
+    with pytest.raises(ValueError, match="'v', 'eps' or 'score'"):
         make_interpolant('vp', prediction='x0')
+
+
+def test_vp_v_prediction_loss_is_the_eps_loss_over_alpha_squared():
+    """v - v* = alpha (eps - eps*) - sigma (x0_hat - x0) = (eps - eps*) / alpha, since x0_hat - x0 =
+    -(sigma / alpha)(eps - eps*): per sample, ||v - v*||^2 = ||eps - eps*||^2 / alpha^2 at equal data predictions."""
+    s = Setup('vp', (3, 8, 8))
+    v_interp, eps_interp = make_interpolant('vp'), make_interpolant('vp', prediction='eps')
+    a, sig = vp_alpha_sigma(s.t.view(-1, 1, 1, 1))
+    v_net = lambda t, x, y=None: (s.fake(t, x, y) - sig * x) / a     # the v of the same data prediction
+    per_v = um_loss(v_net, v_interp, s.x_real, x1=s.x1, t=s.t, eps=s.eps, reduction='none')
+    per_eps = um_loss(s.fake, eps_interp, s.x_real, x1=s.x1, t=s.t, eps=s.eps, reduction='none')
+    assert_close(per_v * a.flatten() ** 2, per_eps, rtol=1e-10)      # division by alpha >= 6.6e-3
 
 
 def point_mass_function(name, x_star):
@@ -561,9 +592,10 @@ def point_mass_function(name, x_star):
         tb = t.view(-1, *[1] * (x.dim() - 1))
         if name in ('fm', 'bridge'):                        # x_t - x_star = t (x1 - x_star) (+ bridge noise)
             return (x - x_star) / tb
-        if name == 'vp':                                    # eps = (x - alpha x_star) / sigma
-            a = torch.exp(-0.5 * (0.1 * tb + 0.5 * (20.0 - 0.1) * tb ** 2))
-            return (x - a * x_star) / (1 - a ** 2).sqrt()
+        if name.startswith('vp'):                           # eps = (x - alpha x_star) / sigma
+            a, s = vp_alpha_sigma(tb)
+            eps = (x - a * x_star) / s
+            return {'vp': a * eps - s * x_star, 'vp-eps': eps, 'vp-score': -eps / s}[name]
         if name == 've':                                    # the denoiser is the point itself
             return x_star.expand_as(x)
         raise KeyError(name)
@@ -571,16 +603,16 @@ def point_mass_function(name, x_star):
 
 
 @pytest.mark.parametrize('steps', [1, 3, 20])
-@pytest.mark.parametrize('name', ['fm', 'vp', 've', 'bridge'])
+@pytest.mark.parametrize('name', ['fm', 'vp', 'vp-eps', 'vp-score', 've', 'bridge'])
 def test_sampler_with_exact_point_mass_function_returns_the_point(name, steps):
     """fm: straight lines, Euler is exact for any N; vp/ve/bridge: the last step's data prediction of the
     exact function is the point (bridge: the last step adds no noise)."""
     g = _gen(1)
     x_star = torch.randn(1, 3, 8, 8, generator=g, dtype=DTYPE)
-    interp = make_interpolant(name)
+    interp = make_case(name)
     x1 = interp.prior((5, 3, 8, 8), generator=g).to(DTYPE)
     out = interp.generate(point_mass_function(name, x_star), x1, steps=steps, generator=g)
-    # Rounding only; vp's last-step division by alpha(1) = 6.6e-3 (steps=1) amplifies it ~150x.
+    # Rounding only; vp-eps/score's last-step division by alpha(1) = 6.6e-3 (steps=1) amplifies it ~150x.
     assert_close(out, x_star.expand_as(out), rtol=1e-12)
 
 
@@ -591,9 +623,15 @@ def gaussian_moments(name, t, m, v):
     if name == 'si':                                        # + g eps, g = t(1-t); T += g' eps, g' = 1 - 2t
         g, dg = t * (1 - t), 1 - 2 * t
         return (1 - t) * m, (1 - t) ** 2 * v + t ** 2 + g ** 2, t - (1 - t) * v + g * dg, -m
-    if name == 'vp':                                        # x_t = a x0 + s x1, T = x1
-        a = torch.exp(-0.5 * (0.1 * t + 0.5 * (20.0 - 0.1) * t ** 2))
-        return a * m, a ** 2 * v + 1 - a ** 2, (1 - a ** 2).sqrt(), 0.0
+    if name.startswith('vp'):                               # x_t = a x0 + s x1
+        a, s = vp_alpha_sigma(t)
+        mean, var = a * m, a ** 2 * v + s ** 2
+        if name == 'vp':                                    # T = a x1 - s x0
+            return mean, var, a * s * (1 - v), -s * m
+        if name == 'vp-eps':                                # T = x1
+            return mean, var, s, 0.0
+        if name == 'vp-score':                              # T = -x1 / s
+            return mean, var, -torch.ones_like(t), 0.0
     if name == 've':                                        # x_t = x0 + s x1, T = x0
         s = 0.002 ** (1 - t) * 80.0 ** t
         return m, v + s ** 2, v, m
@@ -610,16 +648,17 @@ def gaussian_function(name, m, v):
     return f
 
 
-@pytest.mark.parametrize('name', ['fm', 'vp', 've', 'si'])
+@pytest.mark.parametrize('name', ['fm', 'vp', 'vp-eps', 'vp-score', 've', 'si'])
 def test_ode_sampler_transports_gaussian_prior_to_gaussian_data(name):
     """For data N(m, v I) the probability-flow ODE is linear, x_t = E[x_t] + std(x_t) xi, and ends at
     m + sqrt(v) xi with xi = (x(1) - E[x_1]) / std(x_1). Unlike the point-mass test (where the last-step data
     prediction hides the drift) this checks the sign and scale of every drift: Euler is first order, so the
     error must halve when the step count doubles (observed ratios 1.96-2.0; a wrong drift does not converge).
-    Observed max errors at 400 steps: 3e-3 (vp) to 0.12 (ve, whose log-sigma time makes the ODE stiff)."""
+    Observed max errors at 400 steps: 3e-3 (vp) to 0.12 (ve, whose log-sigma time makes the ODE stiff).
+    The three vp predictions are the same ODE (same data predictions), so they agree to rounding."""
     g = _gen(2)
     m, v = 0.7, 0.25
-    interp = make_interpolant(name)
+    interp = make_case(name)
     x1 = interp.prior((256, 2), generator=g).to(DTYPE)
     mean1, var1, _, _ = gaussian_moments(name, torch.ones(1, dtype=DTYPE), m, v)
     expected = m + math.sqrt(v) * (x1 - mean1) / var1.sqrt()
