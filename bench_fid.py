@@ -1,16 +1,26 @@
-"""Times frechet_distance (eigh route) against pytorch-fid's sqrtm formula at d = 2048, the Inception pool3 size."""
+"""Times frechet_distance (Cholesky route), the previous eigh route (now its fallback) and pytorch-fid's sqrtm formula
+at d = 2048, the Inception pool3 size, interleaved in one run; prints both speed ratios and the relative differences.
+Usage: [OMP_NUM_THREADS=1] python bench_fid.py [--repeats 3]; torch and numpy's OpenBLAS both read OMP_NUM_THREADS,
+and on a busy shared CPU one thread each avoids oversubscription stalls that make multi-threaded timings erratic."""
+import argparse
+import os
 import statistics
 import time
 
 import numpy as np
 import scipy.linalg
+import torch
 
-from fid import frechet_distance
+import fid
 
 
 def sqrtm_frechet_distance(mu1, sigma1, mu2, sigma2):  # pytorch-fid's formula
     covmean = scipy.linalg.sqrtm(sigma1 @ sigma2)
     return ((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean).real
+
+
+def relative(a, b):
+    return f'{abs(a - b) / abs(b):.2e}'
 
 
 def timed(fn, *args):
@@ -20,21 +30,29 @@ def timed(fn, *args):
 
 
 if __name__ == '__main__':
-    d, n, repeats = 2048, 4096, 3
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--repeats', type=int, default=3)
+    args = parser.parse_args()
+    d, n = 2048, 4096
     rng = np.random.default_rng(0)
     features_real = rng.standard_normal((n, d)) * rng.uniform(0.5, 2.0, d)
     features_gen = rng.standard_normal((n, d)) @ (np.eye(d) + 0.05 * rng.standard_normal((d, d))) + 0.1
-    stats = [features_real.mean(0), np.cov(features_real, rowvar=False),
-             features_gen.mean(0), np.cov(features_gen, rowvar=False)]
-    times = {'eigh': [], 'sqrtm': []}
-    for _ in range(repeats):  # interleaved, so load changes hit both
-        t, ours = timed(frechet_distance, *stats)
-        times['eigh'].append(t)
-        t, reference = timed(sqrtm_frechet_distance, *stats)
-        times['sqrtm'].append(t)
-    eigh, sqrtm = statistics.median(times['eigh']), statistics.median(times['sqrtm'])
-    print(f'd={d}, covariances from n={n} samples, median of {repeats} interleaved runs')
-    print(f'eigh route:   {eigh:.2f} s  {[round(t, 2) for t in times["eigh"]]}  FID {ours:.10f}')
-    print(f'sqrtm (ref):  {sqrtm:.2f} s  {[round(t, 2) for t in times["sqrtm"]]}  FID {reference:.10f}')
-    print(f'speed-up:     {sqrtm / eigh:.1f}x')
-    print(f'relative difference: {abs(ours - reference) / abs(reference):.2e}')
+    stats = [*fid.feature_stats(features_real), *fid.feature_stats(features_gen)]
+    assert torch.linalg.cholesky_ex(torch.as_tensor(stats[1]))[1] == 0  # sigma1 is positive definite: the fast route
+    routes = {'cholesky (new)': fid.frechet_distance, 'eigh (previous)': fid._frechet_distance_eigh,
+              'sqrtm (ref)': sqrtm_frechet_distance}
+    times, values = {name: [] for name in routes}, {}
+    for _ in range(args.repeats):  # interleaved, so load changes on a shared machine hit every route
+        for name, fn in routes.items():
+            t, values[name] = timed(fn, *stats)
+            times[name].append(t)
+    median = {name: statistics.median(ts) for name, ts in times.items()}
+    new, previous, reference = values['cholesky (new)'], values['eigh (previous)'], values['sqrtm (ref)']
+    print(f'd={d}, covariances from n={n} samples, median of {args.repeats} interleaved runs, '
+          f'{torch.get_num_threads()} torch threads, OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "unset")}')
+    for name in routes:
+        print(f'{name:16s} {median[name]:6.2f} s  {[round(t, 2) for t in times[name]]}  FID {values[name]:.10f}')
+    print(f'speed-up sqrtm/new:    {median["sqrtm (ref)"] / median["cholesky (new)"]:.1f}x')
+    print(f'speed-up previous/new: {median["eigh (previous)"] / median["cholesky (new)"]:.2f}x')
+    print(f'relative difference new vs sqrtm {relative(new, reference)}, previous vs sqrtm '
+          f'{relative(previous, reference)}, new vs previous {relative(new, previous)}')

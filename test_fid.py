@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 import scipy.linalg
+import scipy.optimize
 import torch
 from PIL import Image
 
@@ -66,33 +67,78 @@ def write_pngs(folder, seed, count=4, size=32):
     return str(folder)
 
 
-def run_cli(*args, torch_home):
-    env = dict(os.environ, TORCH_HOME=str(torch_home))
+def run_cli(*args, torch_home):  # one thread: on a busy shared CPU, multi-threaded eigh/conv stall (measured 2x slower)
+    env = dict(os.environ, TORCH_HOME=str(torch_home), OMP_NUM_THREADS='1')
     return subprocess.run([sys.executable, os.path.join(HERE, 'fid.py'), *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300)
 
 
 # --- Frechet distance ---
 
+@pytest.fixture
+def eigh_fallback_calls(monkeypatch):  # records each call of the eigh route that frechet_distance falls back to
+    calls, fallback = [], fid._frechet_distance_eigh
+
+    def spy(*args):
+        calls.append(args)
+        return fallback(*args)
+    monkeypatch.setattr(fid, '_frechet_distance_eigh', spy)
+    return calls
+
+
 @pytest.mark.parametrize('seed', range(3))
-def test_frechet_distance_matches_closed_form_for_commuting_covariances(seed):
+def test_frechet_distance_matches_closed_form_for_commuting_covariances(seed, eigh_fallback_calls):
     # Diagonal covariances commute: (S1 S2)^1/2 = diag(sqrt(a b)), so FID = ||mu1 - mu2||^2 + sum (sqrt a - sqrt b)^2.
-    # rtol 1e-10: float64 eigh of a diagonal matrix is exact to a few ulps; 64 terms of O(1) leave ~1e-14.
+    # rtol 1e-10: float64 Cholesky and eigvalsh of diagonal matrices are exact to a few ulps; 64 O(1) terms: ~1e-14.
     rng = np.random.default_rng(seed)
     mu1, mu2, a, b = rng.standard_normal(64), rng.standard_normal(64), rng.uniform(0.1, 3, 64), rng.uniform(0.1, 3, 64)
     expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
     assert fid.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-10)
+    assert eigh_fallback_calls == []  # positive definite sigma1: the Cholesky route
 
 
+@pytest.mark.parametrize('route', ['cholesky', 'eigh_fallback'])
 @pytest.mark.parametrize('seed', range(5))
-def test_frechet_distance_matches_sqrtm_formula(seed):
-    # Both routes are exact in exact arithmetic; with condition number < 10 either loses at most ~1e-13 relative,
-    # so 1e-8 leaves a wide margin yet catches any formula error (which would be O(1)).
+def test_frechet_distance_matches_sqrtm_formula(seed, route, eigh_fallback_calls):
+    # All routes are exact in exact arithmetic; with condition number < 10 each loses ~1e-15 relative (measured
+    # < 3e-15 against sqrtm), so 1e-10 has a wide margin yet catches any formula error (which would be O(1)).
     rng = np.random.default_rng(seed)
     mu1, mu2 = rng.standard_normal(64), rng.standard_normal(64)
     sigma1, sigma2 = random_spd(rng, 64), random_spd(rng, 64)
     expected = sqrtm_frechet_distance(mu1, sigma1, mu2, sigma2)
-    assert fid.frechet_distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-8)
+    distance = {'cholesky': fid.frechet_distance, 'eigh_fallback': fid._frechet_distance_eigh}[route]
+    assert distance(mu1, sigma1, mu2, sigma2) == pytest.approx(expected, rel=1e-10)
+    assert len(eigh_fallback_calls) == (route == 'eigh_fallback')
+
+
+def reference_on_range(mu1, sigma1, mu2, sigma2, basis):
+    """sqrtm formula restricted to the range of a singular sigma1 (orthonormal columns `basis` = U): S1 = U A U^T, so
+    S1 S2 has the nonzero eigenvalues of A (U^T S2 U), a well-posed r x r product whose sqrtm gives Tr (S1 S2)^1/2."""
+    a, b = basis.T @ sigma1 @ basis, basis.T @ sigma2 @ basis
+    trace_sqrt = np.trace(scipy.linalg.sqrtm(a @ b)).real
+    return ((mu1 - mu2) ** 2).sum() + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt
+
+
+@pytest.mark.parametrize('case', ['fewer_samples_than_dims', 'constant_feature'])
+def test_frechet_distance_singular_sigma1_falls_back_to_eigh_and_matches_reference_on_range(case, eigh_fallback_calls):
+    rng = np.random.default_rng(0)
+    d = 16
+    if case == 'fewer_samples_than_dims':  # 10 samples in 16 dims: rank 9, range = span of the centred samples
+        features = rng.standard_normal((10, d))
+        basis = np.linalg.svd(features - features.mean(0))[2][:9].T  # (d, 9); SVD, independent of torch's eigh
+    else:  # feature 3 is the constant 0.5 (exact in binary), so its row and column of sigma1 are exactly 0
+        features = rng.standard_normal((200, d)) @ (np.eye(d) + 0.3 * rng.standard_normal((d, d)))
+        features[:, 3] = 0.5
+        basis = np.delete(np.eye(d), 3, axis=1)  # (d, 15): every axis but the constant one
+    mu1, sigma1 = fid.feature_stats(features)
+    mu2, sigma2 = fid.feature_stats(rng.standard_normal((200, d)) * rng.uniform(0.5, 2, d) + 0.3)
+    assert torch.linalg.cholesky_ex(torch.as_tensor(sigma1))[1] > 0  # the premise: Cholesky of sigma1 fails
+    distance = fid.frechet_distance(mu1, sigma1, mu2, sigma2)
+    assert len(eigh_fallback_calls) == 1
+    assert isinstance(distance, float) and np.isfinite(distance)
+    # Both sides are well conditioned on the range (measured 2e-15 relative). Sub-rank eigenvalues of ~1e-16 that
+    # escaped the rank threshold would add ~sqrt(1e-16) each (measured 2e-9 to 8e-9), so 1e-10 also checks it.
+    assert distance == pytest.approx(reference_on_range(mu1, sigma1, mu2, sigma2, basis), rel=1e-10)
 
 
 def test_frechet_distance_rank_deficient_is_finite_real_and_zero_on_itself():
@@ -115,6 +161,74 @@ def test_feature_stats_is_float64_mean_and_unbiased_covariance():
     assert mu.dtype == sigma.dtype == np.float64
     # Same float32 inputs promoted to float64 by both sides: agreement to float64 rounding.
     np.testing.assert_allclose(sigma, np.cov(features.astype(np.float64).T, ddof=1), rtol=1e-12)
+
+
+# --- metrics without Inception: sliced Wasserstein, pixel statistics ---
+
+def test_sliced_wasserstein_in_1d_is_w2_of_the_optimal_assignment():
+    # In 1-D every unit direction is +-1, so the sliced distance is W2 itself, here computed independently as the
+    # cheapest pairing under squared cost (Hungarian algorithm, no sorting). float64 sums of 40 terms: rel 1e-12.
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 1)), rng.exponential(size=(40, 1))
+    rows, cols = scipy.optimize.linear_sum_assignment((x - y.T) ** 2)
+    expected = np.sqrt(((x[rows, 0] - y[cols, 0]) ** 2).mean())
+    got = fid.sliced_wasserstein(torch.from_numpy(x), torch.from_numpy(y), projections=8)
+    assert isinstance(got, float) and got == pytest.approx(expected, rel=1e-12)
+
+
+def test_sliced_wasserstein_of_shifted_copy_is_shift_norm_over_sqrt_d():
+    # y = x + s shifts every projection by theta.s, so sorted projections differ by exactly theta.s and SW^2 is the
+    # mean of (theta.s)^2 over the directions, whose expectation over uniform unit theta is |s|^2 / d. Per direction
+    # (theta.s)^2 / (|s|^2 / d) has relative std sqrt(2 (d - 1) / (d + 2)) (a Beta(1/2, (d-1)/2) variable), so with P
+    # directions SW has relative std sqrt(2 (d - 1) / (d + 2) / P) / 2: tolerance 5 of those (2% at d=8, P=20000).
+    d, projections = 8, 20_000
+    rng = np.random.default_rng(0)
+    x, shift = torch.from_numpy(rng.standard_normal((64, d))), torch.from_numpy(rng.standard_normal(d))
+    tolerance = 5 * np.sqrt(2 * (d - 1) / (d + 2) / projections) / 2
+    expected = float(shift.norm()) / np.sqrt(d)
+    assert fid.sliced_wasserstein(x, x + shift, projections) == pytest.approx(expected, rel=tolerance)
+
+
+def test_sliced_wasserstein_is_zero_on_itself_symmetric_and_ignores_sample_order():
+    rng = np.random.default_rng(0)
+    x, y = torch.from_numpy(rng.standard_normal((50, 3))), torch.from_numpy(rng.standard_normal((50, 3)) + 1)
+    distance = fid.sliced_wasserstein(x, y)
+    assert distance > 0.5 and fid.sliced_wasserstein(x, x) == 0  # sorting pairs equal values: exactly 0
+    assert fid.sliced_wasserstein(y, x) == distance  # same squared differences, same sum order: exact
+    assert fid.sliced_wasserstein(x[rng.permutation(50)], y) == distance  # sorting erases the order: exact
+    assert fid.sliced_wasserstein(x, y, seed=1) != distance  # the seed picks the directions
+    with pytest.raises(ValueError, match='equal-size'):
+        fid.sliced_wasserstein(x, y[:49])
+
+
+def test_pixel_stats_of_constant_images_is_that_constant_with_zero_covariance():
+    channel_values = torch.tensor([-0.5, 0.25, 1.0], dtype=torch.float32)  # exact in binary: every mean is exact
+    images = channel_values.view(1, 3, 1, 1).expand(20, 3, 32, 32)
+    mu, sigma = fid.pixel_stats(images)
+    assert mu.dtype == sigma.dtype == np.float64 and mu.shape == (192,) and sigma.shape == (192, 192)
+    np.testing.assert_array_equal(mu, np.repeat(channel_values.numpy(), 64))  # flattened (C, 8, 8): channel-major
+    np.testing.assert_array_equal(sigma, 0)
+
+
+@pytest.mark.parametrize('image_size, size', [(32, 8), (64, 8), (16, 4)])
+def test_pixel_stats_is_gaussian_stats_of_block_means(image_size, size):
+    # Independent pooling: numpy block means over (image_size / size)^2 pixels. float64 sums of <= 64 terms in another
+    # order differ by ~1e-16 relative, so rel 1e-12 is rounding only.
+    images = torch.rand(30, 3, image_size, image_size, dtype=torch.float64) * 2 - 1
+    k = image_size // size
+    pooled = images.numpy().reshape(30, 3, size, k, size, k).mean(axis=(3, 5)).reshape(30, -1)
+    mu, sigma = fid.pixel_stats(images, size)
+    np.testing.assert_allclose(mu, pooled.mean(0), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(sigma, np.cov(pooled, rowvar=False), rtol=1e-12, atol=1e-15)
+
+
+def test_gaussian_stats_flattens_non_batch_dims_in_float64():
+    x = torch.randn(20, 2, 3, dtype=torch.float32)
+    mu, sigma = fid.gaussian_stats(x)
+    assert mu.dtype == sigma.dtype == np.float64 and mu.shape == (6,) and sigma.shape == (6, 6)
+    flat = x.numpy().reshape(20, 6).astype(np.float64)  # float32 -> float64 is exact: same numbers on both sides
+    np.testing.assert_array_equal(mu, flat.mean(0))
+    np.testing.assert_array_equal(sigma, np.cov(flat, rowvar=False))
 
 
 # --- Inception network and weights ---
@@ -234,6 +348,42 @@ def test_cli_missing_folder_is_one_line_exit_2(tmp_path):
     assert result.returncode == 2 and 'Traceback' not in result.stderr
     expected = f'fid.py: error: {tmp_path / "missing"}: no such image folder or .npz file'
     assert result.stderr.strip().splitlines() == [expected]
+
+
+def write_unreadable_image(folder, kind):  # a file with an image extension that PIL cannot decode
+    if kind == 'truncated_png':
+        data = (folder / '0.png').read_bytes()
+        path = folder / 'truncated.png'
+        path.write_bytes(data[:len(data) // 2])  # valid header, half the pixel data
+    else:
+        path = folder / 'text.png'
+        path.write_text('not an image\n')
+    return path
+
+
+@pytest.mark.parametrize('kind', ['truncated_png', 'text_named_png'])
+def test_image_folder_names_the_unreadable_file(tmp_path, kind):
+    folder = write_pngs(tmp_path / 'images', seed=0, count=1)
+    bad = write_unreadable_image(tmp_path / 'images', kind)
+    dataset = fid.ImageFolder(folder)
+    assert dataset.files == sorted([tmp_path / 'images' / '0.png', bad]) and dataset[0].shape == (3, 299, 299)
+    with pytest.raises(ValueError) as error:
+        dataset[dataset.files.index(bad)]
+    message = str(error.value)
+    assert message.startswith(f'{bad}: cannot read image (') and message.endswith(')') and '\n' not in message
+    with pytest.raises(ValueError, match='cannot read image'):  # path_stats reads in-process: the same ValueError
+        fid.path_stats(folder, get_net=lambda: (lambda images: images.flatten(1)[:, :4]))
+
+
+def test_cli_unreadable_image_is_one_line_exit_2(tmp_path):
+    # The first batch is read before the network loads, so the image error comes first; --weights names a missing
+    # file (never downloaded to), so a regression in that order would show as the weights error, offline.
+    folder = write_pngs(tmp_path / 'images', seed=0, count=1)
+    bad = write_unreadable_image(tmp_path / 'images', 'text_named_png')
+    result = run_cli(folder, folder, '--weights', tmp_path / 'missing.pth', torch_home=tmp_path)
+    assert result.returncode == 2 and 'Traceback' not in result.stderr and result.stdout == ''
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f'fid.py: error: {bad}: cannot read image (')
 
 
 @pytest.mark.parametrize('bad', ['empty_folder', 'npz_without_stats', 'missing_weights'])
