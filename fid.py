@@ -2,7 +2,8 @@
 
 Feature extraction and the Frechet distance are separate: images -> Inception pool3 features -> (mu, sigma) -> FID.
 Usage: python fid.py PATH1 PATH2 [--batch-size N] [--device cpu|cuda] [--weights FILE] [--save-stats OUT.npz]
-where each PATH is a folder of images or an .npz with the statistics `mu`, `sigma`.
+where each PATH is a folder of images, an .npz with the statistics `mu`, `sigma`, or an .npz of images `arr_0`
+(uint8 (N, H, W, 3), as sample.py --npz and OpenAI's / EDM's evaluators write them).
 Also here, needing no download: pixel_stats (for 'fd_pix8'), gaussian_stats and sliced_wasserstein.
 """
 import argparse
@@ -239,12 +240,21 @@ class ImageFolder(torch.utils.data.Dataset):
 
 
 def path_stats(path, get_net, batch_size=50, device='cpu'):
-    """(mu, sigma) of an .npz of statistics or of a folder of images; ValueError with one line on bad input."""
+    """(mu, sigma) of an .npz of statistics (mu, sigma) or of images (arr_0 uint8 (N, H, W, 3)), or of a folder of
+    images; ValueError with one line on bad input."""
     if path.endswith('.npz') and os.path.isfile(path):
         with np.load(path) as stats:
-            if 'mu' not in stats or 'sigma' not in stats:
-                raise ValueError(f'{path}: .npz has no mu and sigma (keys: {", ".join(stats.files)})')
-            return stats['mu'], stats['sigma']
+            if 'mu' in stats and 'sigma' in stats:
+                return stats['mu'], stats['sigma']
+            if 'arr_0' not in stats:
+                raise ValueError(f'{path}: .npz has neither mu and sigma nor images arr_0 (keys: {", ".join(stats.files)})')
+            images = stats['arr_0']
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or len(images) == 0:
+            raise ValueError(f'{path}: arr_0 must be uint8 images (N, H, W, 3), got {images.dtype} {images.shape}')
+        # the same [-1, 1] values as ImageFolder's to_tensor(PNG) * 2 - 1 of these pixels
+        batches = (torch.from_numpy(images[i:i + batch_size]).permute(0, 3, 1, 2).float() / 255 * 2 - 1
+                   for i in range(0, len(images), batch_size))
+        return feature_stats(inception_features(get_net(), batches, device))
     if not os.path.isdir(path):
         raise ValueError(f'{path}: no such image folder or .npz file')
     dataset = ImageFolder(path)
@@ -257,7 +267,7 @@ def path_stats(path, get_net, batch_size=50, device='cpu'):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='FID between two image folders or .npz statistics (mu, sigma).')
-    parser.add_argument('paths', nargs='+', metavar='PATH', help='image folder or .npz with mu and sigma')
+    parser.add_argument('paths', nargs='+', metavar='PATH', help='image folder, .npz with mu and sigma, or .npz of images arr_0')
     parser.add_argument('--batch-size', type=int, default=50)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--weights', help=f'{WEIGHTS_NAME} (default: torch hub cache, downloaded if absent)')
