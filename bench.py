@@ -1,5 +1,5 @@
-"""Times one distillation iteration (Algorithm 1: K fake steps + 1 generator step) of train.Distiller against a
-naive loop with the same math, written the way the official RealUID train_distil.py does it (arXiv 2509.22459).
+"""Times one distillation iteration (Algorithm 1: K fake steps + 1 generator step) of train.py's update functions
+(`fake_update`, `generator_update`) against a naive loop with the same math, written the way the official RealUID train_distil.py does it (arXiv 2509.22459).
 
     python bench.py                                    # small U-Net on 3x16x16, batch 32, 1 CPU thread: ~2 min
     python bench.py --device cuda --full --amp bf16    # the paper's CIFAR-10 U-Net on 3x32x32, batch 256
@@ -9,11 +9,13 @@ fake and generator losses, generator gradient and updated weights (PASS/FAIL, ex
 of each, interleaved so that load from other processes hits both, after warm-up; medians and their ratio.
 """
 import argparse
+import contextlib
 import copy
 import gc
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 
 import torch
 import torch.nn as nn
@@ -69,23 +71,41 @@ def get_args(argv=None):
 
 
 def build(args):
-    """-> (train.Distiller, NaiveLoop with the Distiller's initial weights, fixed real batch (x, y))."""
-    argv = ['--dataset', 'cifar10', '--image-size', str(args.image_size), '--alpha', str(args.alpha),
-            '--beta', str(args.beta), '--batch-size', str(args.batch_size), '--k', str(args.k),
-            '--device', args.device, '--amp', args.amp, '--seed', str(args.seed), '--channels', str(args.channels),
-            '--channel-mult', *map(str, args.channel_mult), '--res-blocks', str(args.res_blocks), '--attn', args.attn]
-    targs = train.get_args(argv + (['--cond'] if args.cond else []))
-    device, shape = torch.device(args.device), (3, args.image_size, args.image_size)
-    config = train.model_config(targs, shape, NUM_CLASSES)
-    if args.full:
-        config = dict(models.CIFAR10_UNET, dim=list(shape), num_classes=NUM_CLASSES if args.cond else None)
+    """-> (ours: train.py's networks, optimizers and arguments; NaiveLoop with the same initial weights; a fixed
+    real batch (x, y)). The flow-matching teacher is a U-Net with random weights: timing needs no trained one."""
+    device, shape, classes = torch.device(args.device), (3, args.image_size, args.image_size), NUM_CLASSES if args.cond else None
+    heads = dict(num_head_channels=64) if args.channels >= 64 else dict(num_head_channels=-1, num_heads=4)
+    config = (dict(models.CIFAR10_UNET, dim=list(shape), num_classes=classes) if args.full else
+              dict(kind='unet', dim=list(shape), num_channels=args.channels, num_res_blocks=args.res_blocks,
+                   channel_mult=args.channel_mult, attention_resolutions=args.attn, dropout=0.0, num_classes=classes, **heads))
     torch.manual_seed(args.seed)
     teacher = randomize_zero_layers(models.build_model(config)).to(device).eval().requires_grad_(False)
-    distiller = train.Distiller(targs, teacher, config, make_interpolant(targs.interpolant), shape, NUM_CLASSES, device)
-    randomize_zero_layers(distiller.fake_raw)                   # every fake layer gets a gradient from step 1
+    interp = make_interpolant('fm')
+    generator = models.Generator(copy.deepcopy(teacher).requires_grad_(True).train(), interp)
+    fake = randomize_zero_layers(models.build_model(config).to(device))  # every fake layer gets a gradient from step 1
+    # the fields train.fake_update / generator_update read, at train.py's CIFAR-10 defaults (lr 3e-5, warm-up 500)
+    train_args = argparse.Namespace(alpha=args.alpha, beta=args.beta, loss='realuid', gamma=None, param='standard',
+                                    sid_alpha=0.5, clip=1.0, amp=args.amp, device=args.device, lr=3e-5, warmup=500,
+                                    k=args.k, cond=args.cond, seed=args.seed)
+    nets = SimpleNamespace(teacher=teacher, generator=generator, gen=generator, fake=fake, fake_raw=fake, head=None,
+                           fake_params=list(fake.parameters()))
+    ours = SimpleNamespace(args=train_args, interp=interp, nets=nets, shape=shape, num_classes=classes, device=device,
+                           emas={d: copy.deepcopy(generator).requires_grad_(False) for d in (0.999, 0.9996, 0.9999)})
+    ours.opt_fake, ours.sched_fake = adam_with_warmup(fake.parameters(), train_args)
+    ours.opt_gen, ours.sched_gen = adam_with_warmup(generator.parameters(), train_args)
     x_real = torch.rand(args.batch_size, *shape, device=device) * 2 - 1    # (B, 3, H, W) in [-1, 1]
     y_real = torch.randint(NUM_CLASSES, (args.batch_size,), device=device)
-    return distiller, NaiveLoop(distiller), (x_real, y_real)
+    return ours, NaiveLoop(ours), (x_real, y_real)
+
+
+def adam_with_warmup(params, args):                            # App. D.1: Adam(betas=(0, 0.999)), linear warm-up
+    opt = torch.optim.Adam(params, lr=args.lr, betas=(0.0, 0.999))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / args.warmup) if args.warmup else 1.0)
+
+
+def draw(n, num_classes, interp, shape, device):               # labels first, then z: the order train.py draws in
+    y = torch.randint(num_classes, (n,), device=device) if num_classes else None
+    return y, interp.prior((n, *shape), device)
 
 
 @torch.no_grad()
@@ -97,9 +117,19 @@ def randomize_zero_layers(net, std=0.02):
     return net
 
 
-def ours_iteration(distiller, x_real, y_real):
-    losses_fake = [distiller.fake_step(len(x_real), x_real, y_real) for _ in range(distiller.args.k)]
-    loss_gen, _ = distiller.generator_step(len(x_real))
+def ours_iteration(ours, x_real, y_real):
+    """Algorithm 1 as train.py's loop runs it: K train.fake_update, one train.generator_update, the EMAs."""
+    args, n, losses_fake = ours.args, len(x_real), []
+    for _ in range(args.k):
+        y_gen, z = draw(n, ours.num_classes, ours.interp, ours.shape, ours.device)
+        losses_fake.append(train.fake_update(args, ours.interp, ours.nets, ours.opt_fake, ours.sched_fake, z, y_gen,
+                                             x_real, y_real if args.cond else None))
+    y_gen, z = draw(n, ours.num_classes, ours.interp, ours.shape, ours.device)
+    loss_gen, _ = train.generator_update(args, ours.interp, ours.nets, ours.opt_gen, ours.sched_gen, z, y_gen)
+    with torch.no_grad():
+        for decay, ema in ours.emas.items():
+            for p_ema, p in zip(ema.parameters(), ours.nets.generator.parameters()):
+                p_ema.lerp_(p, 1 - decay)
     return losses_fake, loss_gen
 
 
@@ -108,30 +138,25 @@ def sqnorm(v):                                                  # (B, ...) -> (B
 
 
 class NaiveLoop:
-    """Distiller's math written as the official train_distil.py does it:
+    """train.py's math written as the official train_distil.py does it:
 
     (a) the generator forward of a fake step runs with autograd, its output detached afterwards;
     (b) the fake sees the generated and the real x_t in two forwards instead of one fused one;
     (c) the fake keeps requires_grad in the generator step, so its parameter gradients are computed there
         (and zeroed by the next fake step);
     (d) gc.collect() every step.
-    Optimizers, warm-up, clipping and EMAs mirror Distiller: Adam(betas=(0, 0.999)), linear warm-up, clip, lerp.
+    Optimizers, warm-up, clipping and EMAs mirror train.py: Adam(betas=(0, 0.999)), linear warm-up, clip, lerp.
     """
-    def __init__(self, distiller):
-        d = distiller
-        self.args, self.interp, self.shape, self.device = d.args, d.interp, d.shape, d.device
-        self.num_classes, self.teacher = d.num_classes, d.teacher
-        self.gen, self.fake = copy.deepcopy(d.gen_raw), copy.deepcopy(d.fake_raw)
-        self.emas = {decay: copy.deepcopy(ema) for decay, ema in d.emas.items()}
-        warmup = self.args.warmup
-        schedule = lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
-        self.opt_gen = torch.optim.Adam(self.gen.parameters(), lr=self.args.lr, betas=(0.0, 0.999))
-        self.opt_fake = torch.optim.Adam(self.fake.parameters(), lr=self.args.lr, betas=(0.0, 0.999))
-        self.sched_gen = torch.optim.lr_scheduler.LambdaLR(self.opt_gen, schedule)
-        self.sched_fake = torch.optim.lr_scheduler.LambdaLR(self.opt_fake, schedule)
+    def __init__(self, ours):
+        self.args, self.interp, self.shape, self.device = ours.args, ours.interp, ours.shape, ours.device
+        self.num_classes, self.teacher = ours.num_classes, ours.nets.teacher
+        self.gen, self.fake = copy.deepcopy(ours.nets.generator), copy.deepcopy(ours.nets.fake)
+        self.emas = {decay: copy.deepcopy(ema) for decay, ema in ours.emas.items()}
+        self.opt_gen, self.sched_gen = adam_with_warmup(self.gen.parameters(), self.args)
+        self.opt_fake, self.sched_fake = adam_with_warmup(self.fake.parameters(), self.args)
 
-    def noise(self, n):                                         # same draws, same order as Distiller.noise
-        return train.class_labels(n, self.num_classes, self.device), self.interp.prior((n, *self.shape), self.device)
+    def noise(self, n):                                         # same draws, same order as train.py
+        return draw(n, self.num_classes, self.interp, self.shape, self.device)
 
     def paths(self, x_gen):                                     # t, x1, eps drawn in losses._paths' order
         t = self.interp.sample_t(len(x_gen), self.device)
@@ -142,7 +167,7 @@ class NaiveLoop:
         args, interp = self.args, self.interp
         self.opt_fake.zero_grad()
         y_gen, z = self.noise(len(x_real))
-        with train.autocast(args, self.device):
+        with autocast(args):
             x_gen = self.gen(z, y_gen).float().detach()         # (a) forward with autograd, then detached
             t, x1, eps = self.paths(x_gen)
             _, xt_gen, target_gen = interp.sample(x_gen, x1, t, eps)
@@ -164,7 +189,7 @@ class NaiveLoop:
         args, interp = self.args, self.interp
         self.opt_gen.zero_grad()
         y, z = self.noise(n)
-        with train.autocast(args, self.device):
+        with autocast(args):
             x_gen = self.gen(z, y).float()
             t, x1, eps = self.paths(x_gen)
             _, xt, target = interp.sample(x_gen, x1, t, eps)
@@ -186,25 +211,29 @@ class NaiveLoop:
         return losses_fake, self.generator_step(len(x_real))
 
 
+def autocast(args):                                             # as train.py --amp: bf16 forwards, fp32 weights
+    return torch.autocast(args.device, torch.bfloat16) if args.amp == 'bf16' else contextlib.nullcontext()
+
+
 def rel(a, b):
     """||a - b|| / ||b|| over lists of tensors (b: the naive side)."""
     a, b = (torch.cat([x.detach().double().flatten() for x in xs]) for xs in (a, b))
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
-def check(distiller, naive, batch, amp='none', verbose=True):
+def check(ours, naive, batch, amp='none', verbose=True):
     """One iteration of each loop from identical weights and RNG state -> (passed, {quantity: (difference, tol)})."""
-    gen0, fake0 = ([p.detach().clone() for p in net.parameters()] for net in (distiller.gen_raw, distiller.fake_raw))
-    seed, tf32 = distiller.args.seed + 1, torch.backends.cudnn.allow_tf32
+    gen0, fake0 = ([p.detach().clone() for p in net.parameters()] for net in (ours.nets.generator, ours.nets.fake))
+    seed, tf32 = ours.args.seed + 1, torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False                     # CUDA: TF32 convs would pick per-batch-size rounding
     try:
         torch.manual_seed(seed)
-        ours_fake, ours_gen = ours_iteration(distiller, *batch)
+        ours_fake, ours_gen = ours_iteration(ours, *batch)
         torch.manual_seed(seed)
         naive_fake, naive_gen = naive.iteration(*batch)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
-    gens, fakes = (distiller.gen_raw, naive.gen), (distiller.fake_raw, naive.fake)
+    gens, fakes = (ours.nets.generator, naive.gen), (ours.nets.fake, naive.fake)
     update = lambda net, start: [p - p0 for p, p0 in zip(net.parameters(), start)]
     rtol, utol = RTOL[amp]
     diffs = {'fake losses, K steps': (max(rel([a], [b]) for a, b in zip(ours_fake, naive_fake)), rtol),
@@ -249,12 +278,12 @@ def main(argv=None):
     print(f'bench.py: one iteration = {args.k} fake steps + 1 generator step | {model} on 3x{args.image_size}x'
           f'{args.image_size}{", cond" if args.cond else ""} | batch {args.batch_size} | alpha {args.alpha} beta '
           f'{args.beta} | {where}, amp {args.amp}, torch {torch.__version__}')
-    distiller, naive, batch = build(args)
-    print(f'{sum(p.numel() for p in distiller.gen_raw.parameters()) / 1e6:.2f}M parameters per network')
-    passed, _ = check(distiller, naive, batch, args.amp)
+    ours, naive, batch = build(args)
+    print(f'{sum(p.numel() for p in ours.nets.generator.parameters()) / 1e6:.2f}M parameters per network')
+    passed, _ = check(ours, naive, batch, args.amp)
     if not passed:
         sys.exit(1)
-    loops = {'ours': lambda: ours_iteration(distiller, *batch), 'naive': lambda: naive.iteration(*batch)}
+    loops = {'ours': lambda: ours_iteration(ours, *batch), 'naive': lambda: naive.iteration(*batch)}
     for _ in range(args.warm):
         for fn in loops.values():
             fn()

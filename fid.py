@@ -177,6 +177,19 @@ def sliced_wasserstein(x, y, projections=256, seed=0):
     return float((x_proj - y_proj).square().mean().sqrt())
 
 
+def save_scatter(x, y, path, extent=3.5, size=256):
+    """2-D points (N, 2) as a size x size PNG without matplotlib: one colour per class y (N,) or None, on white;
+    the square [-extent, extent]^2, y up. For looking at toy samples beside their swd."""
+    palette = torch.tensor([[.9, .1, .1], [.1, .5, .9], [.1, .7, .2], [.9, .6, 0], [.6, .2, .8], [0, .7, .7],
+                            [.5, .3, .1], [.9, .3, .6], [.3, .3, .3], [.6, .6, 0]])
+    x = torch.as_tensor(x).float().cpu()
+    y = torch.zeros(len(x), dtype=torch.long) if y is None else torch.as_tensor(y).long().cpu()
+    image, ij = torch.ones(3, size, size), ((x + extent) / (2 * extent) * (size - 1)).round().long()  # (N, 2) pixels
+    keep = ((ij >= 0) & (ij < size)).all(1)
+    image[:, size - 1 - ij[keep, 1], ij[keep, 0]] = palette[y[keep] % len(palette)].T
+    Image.fromarray((image * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
+
+
 @torch.no_grad()
 def inception_features(net, batches, device='cpu'):
     """Iterable of (B, 3, H, W) images in [-1, 1] (or (images, labels) pairs) -> (N, 2048) float32 numpy."""

@@ -283,7 +283,8 @@ def is_state_dict(obj):
 
 
 def load_checkpoint_state(path, ema_key=None):
-    # -> (state dict, info {'format', 'key', 'config' (ours only, else None), 'flipped', 'dropped'})
+    # -> (state dict, info {'format', 'key', 'config' (ours only, else None), 'flipped', 'dropped',
+    #     'trained' (ours: the recorded training arguments, e.g. {'interpolant': 'fm', ...}; else {})})
     if not os.path.isfile(path):
         raise ValueError(f'checkpoint {path} does not exist')
     try:
@@ -321,7 +322,8 @@ def load_checkpoint_state(path, ema_key=None):
     state = strip_prefixes(state)
     dropped = sorted(k for k in state if fmt != 'ours' and k.startswith(EXTRA_HEADS))
     state = {k: v for k, v in state.items() if k not in dropped}
-    return state, dict(format=fmt, key=key, config=config, flipped=flipped, dropped=dropped)
+    trained = ckpt['config'].get('args', {}) if fmt == 'ours' else {}
+    return state, dict(format=fmt, key=key, config=config, flipped=flipped, dropped=dropped, trained=trained)
 
 
 def load_strict(net, state, path):

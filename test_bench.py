@@ -1,5 +1,5 @@
-"""bench.py's check: one iteration of train.Distiller (Algorithm 1: K fake steps on RealUM, Def. 2, then one
-generator step on eq. 17) equals the naive loop written as the official RealUID code does it -- same losses,
+"""bench.py's check: one iteration of train.py's updates (Algorithm 1: K fake_update on RealUM, Def. 2, then one
+generator_update on eq. 17) equals the naive loop written as the official RealUID code does it -- same losses,
 generator gradient and updates from the same weights and seed. Tiny U-Net, a few seconds; not the timing.
 Tolerances are bench.RTOL's, which state why they are what they are.
 """
@@ -15,7 +15,7 @@ TINY = ['--image-size', '8', '--batch-size', '4', '--channels', '32', '--channel
 
 @pytest.mark.parametrize('flags', [[], ['--cond'], ['--alpha', '1', '--beta', '1'], ['--amp', 'bf16']],
                          ids=['realuid', 'cond', 'uid-no-real-data', 'bf16'])
-def test_distiller_iteration_matches_naive_official_loop(flags):
+def test_train_updates_match_naive_official_loop(flags):
     args = bench.get_args(TINY + flags)
     passed, diffs = bench.check(*bench.build(args), args.amp, verbose=False)
     assert passed, diffs
@@ -24,9 +24,9 @@ def test_distiller_iteration_matches_naive_official_loop(flags):
 def test_check_fails_on_a_wrong_coefficient():
     """The check has teeth: a naive loop with beta 0.9 instead of 0.96 (target scale 0.92 vs 0.98) must FAIL."""
     args = bench.get_args(TINY)
-    distiller, naive, batch = bench.build(args)
+    ours, naive, batch = bench.build(args)
     naive.args = copy.copy(naive.args)
     naive.args.beta = 0.9
-    passed, diffs = bench.check(distiller, naive, batch, verbose=False)
+    passed, diffs = bench.check(ours, naive, batch, verbose=False)
     assert not passed
     assert diffs['fake losses, K steps'][0] > 1e-2

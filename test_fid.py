@@ -399,3 +399,15 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, bad):  # in-process 
         fid.main([str(path), str(path), '--weights', str(weights)])
     stderr = capsys.readouterr().err
     assert exit_.value.code == 2 and len(stderr.strip().splitlines()) == 1 and str(named) in stderr
+
+
+def test_save_scatter_puts_each_point_at_its_pixel_in_its_class_colour(tmp_path):
+    # extent 1, 11 px: pixel (i, j) holds x = -1 + 0.2 j, y = 1 - 0.2 i; outside points are dropped, not clipped
+    x = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0], [5.0, 0.0]])
+    fid.save_scatter(x, torch.tensor([0, 1, 2, 0]), tmp_path / 'p.png', extent=1.0, size=11)
+    image = np.asarray(Image.open(tmp_path / 'p.png'))                       # (H, W, 3) uint8
+    assert image.shape == (11, 11, 3)
+    coloured = {tuple(ij) for ij in np.argwhere((image != 255).any(-1))}
+    assert coloured == {(10, 0), (0, 10), (5, 5)}
+    red, blue, green = image[10, 0], image[0, 10], image[5, 5]              # palette 0, 1, 2
+    assert red[0] > 200 > red[2] and blue[2] > 200 > blue[0] and green[1] > 150 > green[0]
