@@ -238,15 +238,17 @@ def test_toy_unconditional_generator_leaves_the_data_mean(tmp_path):
     assert init > 0.8 and best < 0.4 * init, (best, init)
 
 
-def test_normalized_realuid_from_the_cli_improves_on_its_initialisation(toy_teacher, tmp_path):
-    # --loss normalized: the fake maximizes Def. 4's loss, the generator minimizes its generated-data terms. Same
-    # budget and bound as the standard loss above (measured: best 0.05 from 0.10 at initialisation).
-    assert main('--dataset', 'toy', *COND, '--loss', 'normalized', '--teacher', toy_teacher, '--steps', 200,
-                '--eval-every', 200, '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99, '--eval-samples', 2000,
-                '--nfe', 2, '--out', tmp_path) == 0
+def test_normalized_realuid_from_the_cli_improves_on_its_initialisation(tmp_path):
+    # --loss normalized (Def. 4): the fake maximizes the Normalized RealUID loss, the generator minimizes its
+    # generated-data terms. Same setting and bound as the standard loss above: the collapsed unconditional
+    # initialisation (swd ~1.27) measured 0.17 after 200 steps. (On the conditional toy, whose initialisation is
+    # already 0.10 from the data, the normalized loss stays within noise of it: every sample's term has unit norm
+    # however small the teacher-student gap, so its gradient is noisier; the README says so.)
+    assert main('--dataset', 'toy', '--loss', 'normalized', *TOY_TEACHER, '--steps', 200, '--eval-every', 200,
+                '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99, '--eval-samples', 2000, '--out', tmp_path) == 0
     init = record(tmp_path, 'distill', 0)['metrics']['generator']['swd']
     best = min(m['swd'] for m in record(tmp_path, 'distill', 200)['metrics'].values())
-    assert best < 0.75 * init, (best, init)
+    assert init > 0.8 and best < 0.4 * init, (best, init)
 
 
 def test_toy_reference_is_class_balanced_like_the_conditional_samples():
@@ -305,6 +307,41 @@ def test_cifar10_tiny_end_to_end(fake_cifar10, tmp_path):
     assert all(math.isfinite(m['fd_pix8']) for m in final['metrics'].values())
     with Image.open(out / 'samples_generator.png') as image:
         assert image.size == (182, 10 * 18 + 2)                     # 10 classes, one row each
+
+
+@pytest.mark.parametrize('family', ['fm', 'vp', 've', 'bridge', 'si'])
+def test_every_family_trains_a_teacher_and_distils_it(family, tmp_path):
+    # "Universal": the same command for every matching family, only --interpolant changes. A 400-step teacher,
+    # then 300 generator updates. Measured (this budget): teacher swd 0.02-0.05; one-step generator at
+    # initialisation 0.09-0.19 from the data and 0.10-0.20 from the teacher's own 100-NFE samples (the data
+    # prediction at t=1 puts each class near its mode's centre; ve's is the widest); best of generator/EMAs
+    # after 300 updates 0.03-0.06, i.e. 0.15-0.40x the initialisation; generator gradient norms <= ~70.
+    # Before VP's v-prediction and VE's EDM preconditioning, vp started at swd 12 (errors amplified by
+    # 1/alpha(1) ~ 150) and the VE teacher did not learn (0.9): both fail every bound below.
+    out = tmp_path / family
+    assert main('--dataset', 'toy', '--cond', '--interpolant', family, '--alpha', 0.98, '--beta', 0.96, *TOY_TEACHER,
+                '--steps', 300, '--eval-every', 300, '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99,
+                '--eval-samples', 2000, '--out', out) == 0
+    teacher_swd = record(out, 'teacher', 0)['metrics']['teacher_nfe100']['swd']
+    init = record(out, 'distill', 0)['metrics']['generator']['swd']
+    final = record(out, 'distill', 300)
+    best = min(m['swd'] for m in final['metrics'].values())
+    assert teacher_swd < 0.08 and init < 0.25, (teacher_swd, init)
+    assert best < 0.6 * init, (best, init)
+    assert all(map(math.isfinite, final['losses'].values())) and final['losses']['gen_grad_max'] < 1e3
+
+    # the one-step generator at initialisation (the teacher's data prediction at t=1, as train.py builds it)
+    # against the teacher's 100-step samples, same labels
+    interp, (teacher, _) = make_interpolant(family), models.load_teacher(str(out / 'teacher.pt'))
+    generator, g = models.Generator(interp.precondition(teacher), interp), torch.Generator().manual_seed(0)
+    y = torch.arange(2000) % 8
+    z = interp.prior((2000, 2), generator=g)
+    with torch.no_grad():
+        x_gen = generator(z, y)
+        x_teacher = interp.generate(interp.precondition(teacher), interp.prior((2000, 2), generator=g), y, steps=100,
+                                    generator=g)
+    gap = fid.sliced_wasserstein(x_gen.double(), x_teacher.double())
+    assert torch.isfinite(x_gen).all() and gap < 0.25, gap
 
 
 # ---------------------------------------------------------------------------------------------------- what the networks see
