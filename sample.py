@@ -1,0 +1,278 @@
+"""Sample a distilled one-step generator or a multi-step teacher to files, for FID and for looking at.
+
+    python sample.py runs/x/ckpt.pt --n 50000 --out samples/                 # EMA generator -> 000000.png ...
+    python sample.py runs/x/ckpt.pt --n 50000 --out s/ --npz --fid cifar10-32-train.npz
+    python sample.py runs/x/teacher.pt --nfe 100 --n 100 --out teacher_grid/ --npz --grid
+    python sample.py cifar10_weights_step_400000.pt --nfe 100 --out cfm/     # torchcfm / official RealUID teacher
+    python fid.py samples/ cifar10-32-train.npz                               # FID of the PNGs (or of s/samples.npz)
+
+The checkpoint is train.py's OUT/ckpt.pt (the one-step generator G(z, y), EMA `--ema` or `raw`), or anything
+models.load_teacher reads: our OUT/teacher.pt, torchcfm and official RealUID teachers (sampled by the interpolant's
+teacher sampler with --nfe steps), and official RealUID distillation checkpoints ('gen', 'ema_gens': one step).
+Labels are class-balanced (sample i has label i % num_classes); one torch.Generator seeded with --seed draws z
+(and the SDE noise of bridge teachers), so the same --seed, --batch-size and device give the same samples.
+
+Written to --out (absent or empty, or a previous sample.py output with --overwrite):
+  images   000000.png ... (uint8 RGB; labels.txt: line i is the label of sample i, conditional models only)
+           or with --npz one samples.npz: arr_0 uint8 (N, H, W, 3), labels (N,) if conditional (OpenAI/EDM layout)
+  2-D toy  samples.npz always: arr_0 float32 (N, 2), labels (N,) if conditional
+  --grid   grid.png: one row of 10 per class (conditional), else 10x10, with --npz only (FID tools would read it
+           among the PNGs); a scatter plot for the toy
+"""
+import argparse
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+
+import fid
+import models
+from interpolants import INTERPOLANTS, make_interpolant
+
+OWN_FILES = re.compile(r'\d{6,}\.png|labels\.txt|samples\.npz|grid\.png')  # all that sample.py writes to --out
+LOG_EVERY = 5.0                                                            # seconds between progress lines
+FID_BATCH = 100
+
+
+def die(msg, code=2):
+    print(f'sample.py: error: {msg}', file=sys.stderr)
+    sys.exit(code)
+
+
+def count(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be an integer >= 1, got {text}')
+    return value
+
+
+count.__name__ = 'int'                                          # "invalid int value: 'x'" for unparsable text
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.error = die                                               # one line on stderr, exit 2, no usage dump
+    a = p.add_argument
+    a('checkpoint', help="train.py's OUT/ckpt.pt (generator), or a teacher: OUT/teacher.pt, torchcfm, official")
+    a('--out', required=True, help='output folder: absent or empty (or a previous sample.py output with --overwrite)')
+    a('--n', type=count, default=50_000, help='samples, class-balanced if conditional (default %(default)s)')
+    a('--ema', default=None, help="generator EMA decay, or 'raw' (default: the largest decay in the checkpoint)")
+    a('--nfe', type=count, default=None, help='teacher sampler steps (default 100); teachers only')
+    a('--teacher-key', default=None, help="EMA decay of an official teacher's ema_models (default: the largest)")
+    a('--interpolant', choices=sorted(INTERPOLANTS), default=None,
+      help='only for checkpoints that do not record it (default fm: torchcfm, official RealUID)')
+    a('--npz', action='store_true', help='one samples.npz (arr_0 uint8 (N, H, W, 3), labels) instead of PNGs')
+    a('--grid', action='store_true',
+      help='also grid.png: a row of 10 per class (conditional), else 10x10 (images: with --npz); toy: a scatter')
+    a('--batch-size', type=count, default=500, help='samples per forward (default %(default)s)')
+    a('--seed', type=int, default=0, help='seeds z and the SDE noise (default %(default)s)')
+    a('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='default %(default)s')
+    a('--fid', default=None, metavar='STATS.npz', help='reference (mu, sigma), or anything fid.py reads: print the FID')
+    a('--fid-weights', default=None, metavar='FILE', help=f'{fid.WEIGHTS_NAME} (default: torch hub cache)')
+    a('--overwrite', action='store_true', help="replace a previous sample.py output in --out (only its own files)")
+    args = p.parse_args(argv)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as e:
+        p.error(f'argument --device: {e}')
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        p.error('--device cuda: no CUDA device is available')
+    if not os.path.isfile(args.checkpoint):
+        p.error(f'checkpoint {args.checkpoint} not found')
+    if args.fid and not os.path.exists(args.fid):
+        p.error(f'--fid {args.fid} not found')
+    return args, device
+
+
+def files_to_replace(out, overwrite):
+    """Refuse an --out that would mix two runs' samples -> the previous sample.py files to remove (--overwrite)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        die(f'--out {out} is a file, not a folder')
+    entries = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    if entries and not overwrite:
+        die(f'--out {out} is not empty (it holds {entries[0]}{", ..." * (len(entries) > 1)}): choose another folder, '
+            'or pass --overwrite to replace a previous sample.py output')
+    foreign = [e for e in entries if not (OWN_FILES.fullmatch(e) and os.path.isfile(os.path.join(out, e)))]
+    if foreign:
+        die(f'--out {out} holds files sample.py does not write (e.g. {foreign[0]}); --overwrite '
+            'replaces only a previous sample.py output: choose another folder')
+    return [os.path.join(out, e) for e in entries]
+
+
+def same_number(a, b):
+    try:
+        return float(a) == float(b)
+    except ValueError:
+        return False
+
+
+def interpolant(args, recorded):
+    if recorded and args.interpolant and args.interpolant != recorded:
+        die(f'{args.checkpoint} was trained with --interpolant {recorded}, not {args.interpolant}')
+    try:
+        return make_interpolant(recorded or args.interpolant or 'fm')
+    except ValueError as e:
+        die(f'{args.checkpoint}: {e}')
+
+
+def load_ours(args, ckpt):
+    """train.py's ckpt.pt -> (its Generator with the --ema weights, model config, interpolant, words)."""
+    emas = ckpt.get('emas') or {}
+    key = args.ema or (max(emas, key=float) if emas else 'raw')
+    if key != 'raw':                                            # '0.99990' finds '0.9999'
+        key = next((k for k in emas if same_number(k, key)), None)
+    if key is None or (key == 'raw' and 'generator' not in ckpt):
+        has = ', '.join([*sorted(emas, key=float), 'raw'] if 'generator' in ckpt else sorted(emas, key=float))
+        die(f'{args.checkpoint} has no generator --ema {args.ema} (it has: {has})')
+    interp = interpolant(args, (ckpt.get('args') or {}).get('interpolant'))
+    try:
+        generator = models.Generator(interp.precondition(models.build_model(ckpt['model'])), interp)
+        generator.load_state_dict(ckpt['generator'] if key == 'raw' else emas[key])
+    except (ValueError, RuntimeError, TypeError) as e:
+        die(f'{args.checkpoint}: generator weights do not fit its model config ({str(e).strip().splitlines()[0]})')
+    what = f'{"raw" if key == "raw" else f"EMA {key}"} generator, step {ckpt.get("step")}'
+    return generator, ckpt['model'], interp, what
+
+
+def load(args, device):
+    """-> (sample(z, y, g) -> x, model config, interpolant, what is sampled in words). train.py's ckpt.pt: its
+    Generator; else models.load_teacher: official generators ('gen', 'ema_gens') in one step, teachers with --nfe."""
+    try:
+        ckpt = torch.load(args.checkpoint, map_location='cpu', weights_only=False)
+    except Exception as e:
+        die(f'{args.checkpoint} is not a readable PyTorch checkpoint ({type(e).__name__})')
+    if isinstance(ckpt, dict) and 'model' in ckpt and ('emas' in ckpt or 'generator' in ckpt):
+        if args.nfe or args.teacher_key:
+            die(f'{args.checkpoint} is a one-step generator: --nfe and --teacher-key are for teachers (use --ema)')
+        generator, config, interp, what = load_ours(args, ckpt)
+    else:
+        generators = isinstance(ckpt, dict) and ('gen' in ckpt or 'ema_gens' in ckpt)   # official distillation
+        del ckpt                                                # models.load_teacher reads the file itself
+        if args.ema and not generators:
+            die(f'{args.checkpoint} is a teacher: --ema is for generators (--teacher-key picks its EMA)')
+        ema_key = args.teacher_key or (args.ema if generators and args.ema != 'raw' else None)
+        try:
+            net, info = models.load_teacher(args.checkpoint, 'cpu', ema_key=ema_key)
+        except ValueError as e:
+            die(str(e))
+        one_step = info['key'] == 'gen' or str(info['key']).startswith('ema_gens/')  # what load_teacher took
+        if one_step and (args.nfe or args.teacher_key):
+            die(f'{args.checkpoint} holds a one-step generator ({info["key"]}): --nfe and --teacher-key are for '
+                'teachers (use --ema)')
+        if not one_step and args.ema:
+            die(f'{args.checkpoint} is a teacher: --ema is for generators (--teacher-key picks its EMA)')
+        if one_step and args.ema == 'raw' and info['key'] != 'gen':
+            die(f'--ema raw: models.load_teacher reads only the EMA generators of {args.checkpoint}')
+        interp, config = interpolant(args, info['trained'].get('interpolant')), info['config']
+        source = 'ours' if info['format'] == 'ours' else f"{info['format']} {info['key']}"
+        if not one_step:
+            teacher, nfe = interp.precondition(net).to(device).eval(), args.nfe or 100
+            sample = lambda z, y, g: interp.generate(teacher, z, y, steps=nfe, generator=g)
+            return sample, config, interp, f'{source} teacher, {nfe} NFE'
+        generator, what = models.Generator(interp.precondition(net), interp), f'{source} one-step generator'
+    generator = generator.to(device).eval().requires_grad_(False)
+    return (lambda z, y, g: generator(z, y)), config, interp, what
+
+
+def to_uint8(x):
+    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8, rounded as fid.generator_stats rounds."""
+    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def image_grid(images, classes):
+    """(N, H, W, 3) uint8 -> one uint8 image: row c holds samples c, c + C, ... (class c); unconditional: 10x10."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2)            # (N, 3, H, W)
+    if not classes:
+        x, per_row = x[:100], 10
+    elif len(x) >= classes:
+        per_row = min(10, len(x) // classes)
+        x = torch.cat([x[c::classes][:per_row] for c in range(classes)])
+    else:                                                       # fewer samples than classes: one row
+        per_row = len(x)
+    return torchvision.utils.make_grid(x, nrow=per_row, padding=2).permute(1, 2, 0).numpy()
+
+
+def fid_batches(images):
+    for i in range(0, len(images), FID_BATCH):                  # the [-1, 1] values fid.py reads from the PNGs
+        yield torch.from_numpy(images[i:i + FID_BATCH]).permute(0, 3, 1, 2).float() / 255 * 2 - 1
+
+
+def main(argv=None):
+    args, device = get_args(argv)
+    stale = files_to_replace(args.out, args.overwrite)
+    sample, config, interp, what = load(args, device)
+    shape = tuple(config['dim']) if isinstance(config['dim'], (list, tuple)) else (config['dim'],)
+    classes, image = config.get('num_classes'), len(shape) == 3
+    if image and shape[0] != 3:
+        die(f'{args.checkpoint} makes {shape[0]}-channel images; sample.py writes RGB (3, H, W)')
+    if not image and args.fid:
+        die(f'--fid needs images; {args.checkpoint} is a {shape[0]}-D model (its train.py metrics are fd and swd)')
+    if image and args.grid and not args.npz:                   # fid.py, pytorch-fid, clean-fid read every image there
+        die('--grid would put grid.png among the sample PNGs that FID tools read: add --npz (samples.npz and grid.png; '
+            'python fid.py OUT/samples.npz STATS reads it), or sample the grid into another --out')
+    if not image and args.grid and not hasattr(fid, 'save_scatter'):
+        die('--grid of 2-D points needs fid.save_scatter, which this fid.py does not have')
+    if args.fid:                                                # before sampling: weights and reference must load
+        try:
+            inception = fid.load_inception(args.fid_weights, device)
+            reference = fid.path_stats(args.fid, lambda: inception, FID_BATCH, device)
+        except (fid.InceptionWeightsNotFound, ValueError, OSError) as e:
+            die(f'--fid: {str(e).strip().splitlines()[0]}')
+    for path in stale:
+        os.remove(path)
+    os.makedirs(args.out, exist_ok=True)
+    pngs = image and not args.npz
+    print(f'{args.checkpoint}: {what} | {interp.name} | {classes or "no"} classes | {args.n} samples of shape '
+          f'{shape} on {device} -> {args.out}', flush=True)
+
+    g = torch.Generator(device).manual_seed(args.seed)          # z, and the SDE noise of the bridge sampler
+    labels = torch.arange(args.n) % classes if classes else None
+    chunks, t0, last = [], time.time(), time.time()
+    with torch.no_grad():
+        for start in range(0, args.n, args.batch_size):
+            m = min(args.batch_size, args.n - start)
+            z = interp.prior((m, *shape), device, g)            # (m, *shape)
+            x = sample(z, None if labels is None else labels[start:start + m].to(device), g).float().cpu()
+            if not torch.isfinite(x).all():
+                die(f'the model produced non-finite values in samples {start}..{start + m - 1}', code=3)
+            x = to_uint8(x) if image else x.numpy()             # (m, H, W, 3) uint8 or (m, 2) float32
+            for i in range(m) if pngs else ():
+                Image.fromarray(x[i]).save(os.path.join(args.out, f'{start + i:06d}.png'))
+            chunks.append(x)
+            done = start + m
+            if time.time() - last > LOG_EVERY or done == args.n:
+                rate = done / max(time.time() - t0, 1e-9)
+                print(f'sampled {done}/{args.n} | {rate:.1f} samples/s | ETA {(args.n - done) / rate / 60:.1f} min',
+                      flush=True)
+                last = time.time()
+    samples = np.concatenate(chunks)
+
+    if pngs:
+        if classes:
+            with open(os.path.join(args.out, 'labels.txt'), 'w') as f:
+                f.write(''.join(f'{int(c)}\n' for c in labels))
+        print(f'wrote {args.n} PNGs 000000.png..{args.n - 1:06d}.png{" and labels.txt" if classes else ""}')
+    else:
+        extra = {} if labels is None else dict(labels=labels.numpy())
+        np.savez(os.path.join(args.out, 'samples.npz'), arr_0=samples, **extra)
+        print(f'wrote samples.npz: arr_0 {samples.dtype} {samples.shape}{", labels" if classes else ""}'
+              f'{"" if image or args.npz else " (2-D points: an .npz, not PNGs)"}')
+    if args.grid:
+        path = os.path.join(args.out, 'grid.png')
+        if image:
+            Image.fromarray(image_grid(samples, classes)).save(path)
+        else:
+            fid.save_scatter(torch.from_numpy(samples), labels, path)
+        print('wrote grid.png')
+    if args.fid:
+        mu, sigma = fid.feature_stats(fid.inception_features(inception, fid_batches(samples), device))
+        print(f'FID: {fid.frechet_distance(*reference, mu, sigma)}')    # reference first: its Cholesky route
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,368 @@
+"""sample.py as a user meets it: what it writes for a toy and an image model, that the samples are the generator's
+(or the teacher sampler's) own outputs recomputed here by hand, seeding, FID through the written files, official /
+torchcfm checkpoints, and one-line errors that leave the disk as it was. Also fid.path_stats on an .npz of images.
+
+Models are tiny and trained in-process by train.main (seconds); sample.main runs in-process too (same code path as
+the script, no 5 s torch import), except one test that checks a real process's stderr and exit code.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import fid
+import models
+import sample
+import train
+from interpolants import make_interpolant
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOY = ['--dataset', 'toy', '--cond', '--teacher-steps', 50, '--hidden', 32, '--steps', 2, '--k', 1, '--batch-size', 32,
+       '--eval-samples', 64, '--nfe', 2]
+IMAGES = ['--dataset', 'folder', '--cond', '--image-size', 16, '--channels', 16, '--channel-mult', 1, 2,
+          '--res-blocks', 1, '--attn', 8, '--teacher-steps', 2, '--teacher-batch-size', 8, '--batch-size', 8,
+          '--steps', 1, '--k', 1, '--eval-samples', 30, '--fid-samples', 0, '--workers', 0, '--nfe', 2]
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
+def run(*argv):
+    """sample.main in-process -> its exit code (0 when it returns)."""
+    try:
+        sample.main([str(a) for a in argv])
+    except SystemExit as e:
+        return e.code
+    return 0
+
+
+def read_pngs(folder):
+    names = sorted(f for f in os.listdir(folder) if f.endswith('.png') and f != 'grid.png')
+    return names, np.stack([np.asarray(Image.open(os.path.join(folder, f))) for f in names])
+
+
+def npz(path):
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def noise(shape, seed=0):
+    # what sample.py feeds the model in its first batch: fm's prior, b(1) = 1 times N(0, I) from a seeded generator
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def uint8(x):  # (B, 3, H, W) in [-1, 1] -> (B, H, W, 3), the PNG pixels
+    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def raw_net(state, config):
+    # the bare network inside a saved Generator (fm: precondition is the identity, so its keys are 'net.*')
+    net = models.build_model(config)
+    net.load_state_dict({k.removeprefix('net.'): v for k, v in state.items()})
+    return net.eval()
+
+
+# ---------------------------------------------------------------------------------------------------- shared runs
+
+@pytest.fixture(scope='module')
+def toy_run(tmp_path_factory, one_thread):
+    out = tmp_path_factory.mktemp('toy_run')
+    assert train.main([str(a) for a in [*TOY, '--out', out]]) is None
+    return out
+
+
+@pytest.fixture(scope='module')
+def image_run(tmp_path_factory, one_thread):
+    data, out = tmp_path_factory.mktemp('images'), tmp_path_factory.mktemp('image_run')
+    g = torch.Generator().manual_seed(0)
+    for c in range(3):                                          # test_train.py's write_images: 3 colour classes
+        os.makedirs(data / f'class{c}')
+        for i in range(12):
+            image = 0.3 * torch.rand(3, 16, 16, generator=g)
+            image[c] += 0.6
+            Image.fromarray(uint8(image[None] * 2 - 1)[0]).save(data / f'class{c}' / f'{i:02d}.png')
+    assert train.main([str(a) for a in [*IMAGES, '--data-dir', data, '--out', out]]) is None
+    return out
+
+
+@pytest.fixture(scope='module')
+def toy_samples(toy_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp('toy_samples') / 's'
+    grid = ['--grid'] if hasattr(fid, 'save_scatter') else []  # sample.py refuses a toy --grid without it
+    assert run(toy_run / 'ckpt.pt', '--n', 100, '--npz', *grid, '--out', out) == 0
+    return out
+
+
+@pytest.fixture(scope='module')
+def image_pngs(image_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp('image_pngs') / 's'
+    assert run(image_run / 'ckpt.pt', '--n', 30, '--out', out) == 0
+    return out
+
+
+@pytest.fixture(scope='module')
+def image_npz(image_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp('image_npz') / 's'
+    assert run(image_run / 'ckpt.pt', '--n', 30, '--npz', '--grid', '--out', out) == 0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------- toy
+
+def test_toy_npz_has_exactly_n_points_with_labels_i_mod_classes(toy_samples):
+    data = npz(toy_samples / 'samples.npz')
+    assert data['arr_0'].shape == (100, 2) and data['arr_0'].dtype == np.float32
+    assert np.isfinite(data['arr_0']).all()
+    assert (data['labels'] == np.arange(100) % 8).all()         # the 8 modes of the toy
+    counts = np.bincount(data['labels'], minlength=8)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 100
+
+
+def test_toy_grid_is_the_scatter_plot_of_the_written_points(toy_samples, tmp_path):
+    if not hasattr(fid, 'save_scatter'):
+        pytest.skip('fid.save_scatter is not in fid.py yet (it moves there from train.py); toy --grid is refused')
+    data = npz(toy_samples / 'samples.npz')
+    fid.save_scatter(torch.from_numpy(data['arr_0']), torch.from_numpy(data['labels']), tmp_path / 'expected.png')
+    expected = np.asarray(Image.open(tmp_path / 'expected.png'))
+    assert np.array_equal(np.asarray(Image.open(toy_samples / 'grid.png')), expected)
+
+
+def test_toy_without_npz_still_writes_the_npz_and_says_so(toy_run, tmp_path, capsys):
+    assert run(toy_run / 'ckpt.pt', '--n', 10, '--out', tmp_path / 's') == 0
+    assert os.listdir(tmp_path / 's') == ['samples.npz']
+    assert npz(tmp_path / 's' / 'samples.npz')['arr_0'].shape == (10, 2)
+    out = capsys.readouterr().out
+    assert 'not PNGs' in out and 'sampled 10/10 | ' in out and ' samples/s' in out   # the progress line
+
+
+def test_one_step_samples_are_z_minus_net_at_t1_of_the_chosen_ema(toy_run, toy_samples, tmp_path):
+    # fm: G(z, y) = z - net(1, z, y) (App. D.1), recomputed here from the checkpoint's raw state dicts
+    ckpt = torch.load(toy_run / 'ckpt.pt', map_location='cpu', weights_only=False)
+    z, y = noise((100, 2)), torch.arange(100) % 8               # --batch-size 500 >= n: one batch, one draw of z
+
+    def by_hand(state):
+        with torch.no_grad():
+            return (z - raw_net(state, ckpt['model'])(torch.ones(100), z, y)).numpy()
+    assert sorted(ckpt['emas'], key=float)[-1] == '0.9999'     # the default is the largest decay
+    assert np.allclose(npz(toy_samples / 'samples.npz')['arr_0'], by_hand(ckpt['emas']['0.9999']), rtol=0, atol=1e-6)
+    assert run(toy_run / 'ckpt.pt', '--n', 100, '--ema', 'raw', '--out', tmp_path / 'raw') == 0
+    raw = npz(tmp_path / 'raw' / 'samples.npz')['arr_0']
+    assert np.allclose(raw, by_hand(ckpt['generator']), rtol=0, atol=1e-6)
+    # two updates at lr 1e-3 move the raw generator ~1e-3 from its EMA: the two are told apart at this tolerance
+    assert np.abs(raw - by_hand(ckpt['emas']['0.9999'])).max() > 1e-5
+
+
+def test_teacher_samples_are_nfe_euler_steps_from_t1_to_t0(toy_run, tmp_path):
+    # fm teacher sampler with 2 NFE: x <- x - 1/2 f(1, x); x <- x - 1/2 f(1/2, x) (Euler on dx/dt = f)
+    assert run(toy_run / 'teacher.pt', '--nfe', 2, '--n', 50, '--out', tmp_path / 's') == 0
+    f, _ = models.load_teacher(str(toy_run / 'teacher.pt'))
+    x, y = noise((50, 2)), torch.arange(50) % 8
+    with torch.no_grad():
+        for t in (1.0, 0.5):
+            x = x - 0.5 * f(torch.full((50,), t), x, y)
+    assert np.allclose(npz(tmp_path / 's' / 'samples.npz')['arr_0'], x.numpy(), rtol=0, atol=1e-5)
+
+
+def test_bridge_teacher_sde_noise_comes_from_the_seed(tmp_path):
+    # the Euler-Maruyama noise is drawn from --seed's generator, not the global RNG: reseeding it changes nothing
+    config = dict(kind='mlp', dim=2, hidden=16, num_layers=2, num_classes=None)
+    torch.manual_seed(0)
+    models.save_teacher(str(tmp_path / 'bridge.pt'), models.build_model(config), config,
+                        extra=dict(config=dict(args=dict(interpolant='bridge'))))
+    arrays = {}
+    for name, seed, global_seed in (('a', 0, 1), ('b', 0, 2), ('c', 1, 1)):
+        torch.manual_seed(global_seed)
+        assert run(tmp_path / 'bridge.pt', '--nfe', 3, '--n', 20, '--seed', seed, '--out', tmp_path / name) == 0
+        arrays[name] = npz(tmp_path / name / 'samples.npz')['arr_0']
+    assert np.array_equal(arrays['a'], arrays['b']) and not np.allclose(arrays['a'], arrays['c'])
+    # and it is the noise, not only z, that is seeded: the same z with other SDE noise gives other samples
+    f, _ = models.load_teacher(str(tmp_path / 'bridge.pt'))
+    g = torch.Generator().manual_seed(0)
+    z = make_interpolant('bridge').prior((20, 2), None, g)
+    other_noise = make_interpolant('bridge').generate(f, z, None, steps=3, generator=torch.Generator().manual_seed(9))
+    same_noise = make_interpolant('bridge').generate(f, z, None, steps=3, generator=g)
+    assert np.allclose(arrays['a'], same_noise.numpy(), atol=1e-6) and not np.allclose(arrays['a'], other_noise.numpy())
+
+
+# ---------------------------------------------------------------------------------------------------- images
+
+def test_image_pngs_are_exactly_n_uint8_files_and_their_labels(image_pngs):
+    # the folder holds the samples and labels.txt only: fid.py, pytorch-fid and clean-fid read every image in it
+    names, pixels = read_pngs(image_pngs)
+    assert names == [f'{i:06d}.png' for i in range(30)]
+    assert sorted(os.listdir(image_pngs)) == [*names, 'labels.txt']
+    assert pixels.shape == (30, 16, 16, 3) and pixels.dtype == np.uint8
+    with open(image_pngs / 'labels.txt') as f:
+        assert [int(line) for line in f] == [i % 3 for i in range(30)]
+
+
+def test_image_npz_is_the_generator_output_and_equals_the_pngs(image_run, image_npz, image_pngs):
+    data = npz(image_npz / 'samples.npz')
+    assert sorted(os.listdir(image_npz)) == ['grid.png', 'samples.npz']
+    assert data['arr_0'].shape == (30, 16, 16, 3) and data['arr_0'].dtype == np.uint8
+    assert (data['labels'] == np.arange(30) % 3).all()
+    assert np.array_equal(data['arr_0'], read_pngs(image_pngs)[1])   # the same seed, written either way
+    ckpt = torch.load(image_run / 'ckpt.pt', map_location='cpu', weights_only=False)
+    z, y = noise((30, 3, 16, 16)), torch.arange(30) % 3
+    with torch.no_grad():
+        expected = uint8(z - raw_net(ckpt['emas']['0.9999'], ckpt['model'])(torch.ones(30), z, y))
+    assert np.array_equal(data['arr_0'], expected)
+
+
+def test_image_grid_has_one_row_of_ten_per_class(image_npz):
+    pixels, grid = npz(image_npz / 'samples.npz')['arr_0'], np.asarray(Image.open(image_npz / 'grid.png'))
+    assert grid.shape == (2 + 3 * 18, 2 + 10 * 18, 3)           # 3 class rows of 10 tiles, make_grid's 2-pixel padding
+    for row in range(3):
+        for col in range(10):                                   # tile (row, col) is the col-th sample of class row
+            tile = grid[2 + 18 * row: 18 * (row + 1), 2 + 18 * col: 18 * (col + 1)]
+            assert np.array_equal(tile, pixels[3 * col + row])
+
+
+def test_fid_path_stats_reads_an_npz_of_images_like_the_png_folder(image_npz, image_pngs):
+    # fid.py's .npz route (python fid.py samples.npz stats.npz) against its folder route on the same pixels; a cheap
+    # stand-in for the Inception (both routes hand it the same [-1, 1] tensors, which it resizes to 299 itself)
+    def net():
+        return lambda x: torch.nn.functional.adaptive_avg_pool2d(
+            torch.nn.functional.interpolate(x, size=(299, 299), mode='bilinear', align_corners=False), 4).flatten(1)
+    mu, sigma = fid.path_stats(str(image_npz / 'samples.npz'), net, batch_size=7)
+    mu_png, sigma_png = fid.path_stats(str(image_pngs), net, batch_size=7)
+    assert mu.shape == (48,) and np.array_equal(mu, mu_png) and np.array_equal(sigma, sigma_png)
+
+
+def test_same_seed_same_samples_other_seed_other_samples(image_run, image_npz, tmp_path):
+    for seed in (0, 1):
+        assert run(image_run / 'ckpt.pt', '--n', 30, '--npz', '--seed', seed, '--out', tmp_path / str(seed)) == 0
+    first = npz(image_npz / 'samples.npz')['arr_0']
+    assert np.array_equal(npz(tmp_path / '0' / 'samples.npz')['arr_0'], first)
+    assert not np.array_equal(npz(tmp_path / '1' / 'samples.npz')['arr_0'], first)
+
+
+def test_overwrite_replaces_a_previous_output_entirely(image_run, tmp_path):
+    out = tmp_path / 's'
+    assert run(image_run / 'ckpt.pt', '--n', 12, '--out', out) == 0
+    assert run(image_run / 'ckpt.pt', '--n', 5, '--npz', '--out', out, '--overwrite') == 0
+    assert os.listdir(out) == ['samples.npz']                   # no PNG or labels.txt of the first run left
+
+
+@pytest.fixture(scope='module')
+def inception_weights(tmp_path_factory):
+    # test_fid.py's pattern: our layout with random He-initialised convs (BN left near identity): O(0.1) features
+    path, g = tmp_path_factory.mktemp('inception') / fid.WEIGHTS_NAME, torch.Generator().manual_seed(0)
+    torch.save({k: torch.randn(v.shape, generator=g) * (2 / v[0].numel()) ** 0.5 if v.dim() == 4 else v
+                for k, v in fid.FIDInceptionV3().state_dict().items()}, path)
+    return path
+
+
+def test_fid_printed_is_the_frechet_distance_of_the_written_images(image_run, inception_weights, tmp_path, capsys):
+    rng = np.random.default_rng(0)                              # any reference statistics will do
+    mu_ref, a = rng.standard_normal(2048) * 0.1, rng.standard_normal((2048, 64)) * 0.01
+    np.savez(tmp_path / 'ref.npz', mu=mu_ref, sigma=a @ a.T + 1e-3 * np.eye(2048))
+    assert run(image_run / 'ckpt.pt', '--n', 4, '--out', tmp_path / 's', '--fid', tmp_path / 'ref.npz',
+               '--fid-weights', inception_weights) == 0
+    printed = float(capsys.readouterr().out.strip().splitlines()[-1].removeprefix('FID: '))
+    inception = fid.load_inception(str(inception_weights))
+    stats = fid.path_stats(str(tmp_path / 's'), lambda: inception)  # what python fid.py s/ ref.npz computes
+    expected = fid.frechet_distance(mu_ref, a @ a.T + 1e-3 * np.eye(2048), *stats)
+    assert printed > 0 and abs(printed - expected) <= 1e-6 * expected
+
+
+# ---------------------------------------------------------------------------------------------------- foreign formats
+
+TINY_UNET = dict(models.CIFAR10_UNET, dim=[3, 8, 8], num_channels=16, num_res_blocks=1, channel_mult=[1, 2],
+                 attention_resolutions='4', num_head_channels=-1, num_heads=2)
+
+
+def official_unet(seed):
+    # a flipped-time network (torchcfm / official RealUID convention), random small weights: outputs are not zero
+    torch.manual_seed(seed)
+    net = models.build_model(dict(TINY_UNET, num_classes=3))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return net.eval()
+
+
+@pytest.fixture
+def tiny_cifar_config(monkeypatch):  # models.load_teacher assumes the CIFAR-10 U-Net for foreign checkpoints
+    monkeypatch.setattr(models, 'CIFAR10_UNET', TINY_UNET)
+
+
+def test_official_generator_checkpoint_is_one_step_z_plus_g_at_time_0(tiny_cifar_config, tmp_path):
+    # official generate.py: G(z) = z + gen(0, z, y) in their time; 'gen' raw, 'ema_gens' by decay (largest default)
+    nets = {key: official_unet(seed) for seed, key in enumerate(['gen', '0.999', '0.9999'])}
+    torch.save(dict(gen=nets['gen'].state_dict(), ema_gens={k: nets[k].state_dict() for k in ('0.999', '0.9999')},
+                    u=nets['gen'].state_dict(), step=7), tmp_path / 'official.pt')
+    z, y = noise((6, 3, 8, 8)), torch.arange(6) % 3
+    for flags, key in (([], '0.9999'), (['--ema', '0.999'], '0.999')):
+        assert run(tmp_path / 'official.pt', '--n', 6, '--npz', *flags, '--out', tmp_path / key) == 0
+        with torch.no_grad():
+            expected = uint8(z + nets[key](torch.zeros(6), z, y))
+        assert np.array_equal(npz(tmp_path / key / 'samples.npz')['arr_0'], expected)
+
+
+def test_torchcfm_teacher_is_euler_in_its_own_time(tiny_cifar_config, tmp_path):
+    # torchcfm: dx/ds = v(s, x) from noise at s=0 to data at s=1; 2 Euler steps of 1/2 (its ema_model preferred)
+    v = official_unet(0)
+    torch.save(dict(ema_model=v.state_dict(), net_model=official_unet(1).state_dict()), tmp_path / 'cfm.pt')
+    assert run(tmp_path / 'cfm.pt', '--nfe', 2, '--n', 6, '--npz', '--out', tmp_path / 's') == 0
+    x, y = noise((6, 3, 8, 8)), torch.arange(6) % 3
+    with torch.no_grad():
+        for s in (0.0, 0.5):
+            x = x + 0.5 * v(torch.full((6,), s), x, y)
+    assert np.array_equal(npz(tmp_path / 's' / 'samples.npz')['arr_0'], uint8(x))
+
+
+# ---------------------------------------------------------------------------------------------------- bad input
+
+def snapshot(folder):
+    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(folder) for f in fs}
+
+
+BAD = {  # name -> (argv with {toy}/{image}/{tmp} placeholders, phrase of the one line)
+    'missing_checkpoint': (['{tmp}/missing.pt'], 'checkpoint {tmp}/missing.pt not found'),
+    'not_a_checkpoint': (['{tmp}/notes.txt'], 'not a readable PyTorch checkpoint'),
+    'dict_of_something_else': (['{tmp}/other.pt'], 'unrecognised checkpoint'),
+    'n_zero': (['{toy}/ckpt.pt', '--n', 0], 'argument --n: must be an integer >= 1, got 0'),
+    'n_negative': (['{toy}/ckpt.pt', '--n', -5], 'argument --n: must be an integer >= 1, got -5'),
+    'unknown_ema': (['{toy}/ckpt.pt', '--ema', 0.5], 'no generator --ema 0.5 (it has: 0.999, 0.9996, 0.9999, raw)'),
+    'nfe_zero': (['{toy}/teacher.pt', '--nfe', 0], 'argument --nfe: must be an integer >= 1, got 0'),
+    'nfe_for_a_generator': (['{toy}/ckpt.pt', '--nfe', 4], 'is a one-step generator'),
+    'ema_for_a_teacher': (['{toy}/teacher.pt', '--ema', 0.999], 'is a teacher'),
+    'contradicting_interpolant': (['{toy}/teacher.pt', '--interpolant', 'vp'], 'trained with --interpolant fm, not vp'),
+    'fid_missing_weights': (['{image}/ckpt.pt', '--fid', '{tmp}/ref.npz', '--fid-weights', '{tmp}/none.pth'],
+                            'Inception weights not found'),
+    'fid_for_the_toy': (['{toy}/ckpt.pt', '--fid', '{tmp}/ref.npz'], '--fid needs images'),
+    'grid_among_pngs': (['{image}/ckpt.pt', '--grid'], '--grid would put grid.png among the sample PNGs'),
+    'out_not_empty': (['{toy}/ckpt.pt', '--out', '{tmp}/full'], 'is not empty (it holds keep.txt)'),
+    'overwrite_of_other_files': (['{toy}/ckpt.pt', '--out', '{tmp}/full', '--overwrite'],
+                                 'holds files sample.py does not write (e.g. keep.txt)'),
+}
+
+
+@pytest.mark.parametrize('name', BAD)
+def test_bad_input_is_one_line_exit_2_and_leaves_the_disk_as_it_was(name, toy_run, image_run, tmp_path, capsys):
+    (tmp_path / 'notes.txt').write_text('not a checkpoint\n')
+    torch.save({'weights': [1, 2]}, tmp_path / 'other.pt')
+    np.savez(tmp_path / 'ref.npz', mu=np.zeros(2048), sigma=np.eye(2048))
+    os.makedirs(tmp_path / 'full')
+    (tmp_path / 'full' / 'keep.txt').write_text('keep me\n')
+    argv, phrase = BAD[name]
+    argv = [str(a).format(toy=toy_run, image=image_run, tmp=tmp_path) for a in argv]
+    argv += [] if '--out' in argv else ['--out', str(tmp_path / 'new')]
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    code = run(*argv)
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and 'Traceback' not in err, err
+    assert err.startswith('sample.py: error: ') and phrase.format(tmp=tmp_path) in err, err
+    assert snapshot(tmp_path) == before and not os.path.exists(tmp_path / 'new')   # nothing sampled or removed
+
+
+def test_bad_input_in_a_real_process_is_one_stderr_line(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    result = subprocess.run([sys.executable, 'sample.py', str(tmp_path / 'missing.pt'), '--out', str(tmp_path / 's')],
+                            cwd=HERE, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ''
+    assert result.stderr.splitlines() == [f'sample.py: error: checkpoint {tmp_path / "missing.pt"} not found']
