@@ -243,13 +243,18 @@ class ImageFolder(torch.utils.data.Dataset):
         return len(self.files)
 
     def __getitem__(self, i):
-        try:
-            with Image.open(self.files[i]) as image:
-                image = to_tensor(image.convert('RGB')) * 2 - 1  # (3, H, W)
-        except Exception as error:  # not an image, truncated, decompression bomb, ...: name the file, in one line
-            reason = ' '.join(str(error).split()) or type(error).__name__
-            raise ValueError(f'{self.files[i]}: cannot read image ({reason})') from error
+        image = to_tensor(read_image(self.files[i])) * 2 - 1  # (3, H, W)
         return F.interpolate(image[None], size=(299, 299), mode='bilinear', align_corners=False, antialias=False)[0]
+
+
+def read_image(path):
+    """An image file as an RGB PIL image, or ValueError naming the file in one line (not an image, truncated, ...)."""
+    try:
+        with Image.open(path) as image:
+            return image.convert('RGB')
+    except Exception as error:
+        reason = ' '.join(str(error).split()) or type(error).__name__
+        raise ValueError(f'{path}: cannot read image ({reason})') from error
 
 
 def path_stats(path, get_net, batch_size=50, device='cpu'):

@@ -456,7 +456,7 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'teacher_ema_negative': (['--teacher-ema=-0.1'], '--teacher-ema: must be in [0, 1)'),
     'channels_too_few': (['--channels', '6'], '--channels: must be a multiple of 4, >= 8'),
     'image_size_odd': (['--image-size', '20'], '--image-size: must be a power of 2'),
-    'attn_garbage': (['--attn', 'x'], '--attn: must be comma-separated resolutions'),
+    'attn_garbage': (['--attn', 'x'], '--attn: must be like 16 or 16,8, got x'),
     'sid_alpha_zero': (['--sid-alpha', '0'], '--sid-alpha: must be a positive number'),
     'gan_negative': (['--gan', '0.3', '-1'], '--gan: must be a number >= 0'),
     'normalized_with_gamma': (['--loss', 'normalized', '--gamma', '0.5'], '--loss normalized takes no --gamma'),
@@ -549,7 +549,7 @@ def test_corrupt_image_in_a_folder_is_named(workers, tmp_path):
     bad.write_bytes(b'this is not a png')
     proc = script('--dataset', 'folder', '--data-dir', tmp_path / 'images', *COND, *IMAGE_QUICK, '--workers', workers,
                   '--teacher-batch-size', 37, '--out', tmp_path / 'out')
-    assert_one_line_error(proc.returncode, proc.stderr, 2, f'cannot read image {bad}')
+    assert_one_line_error(proc.returncode, proc.stderr, 2, f'{bad}: cannot read image')
 
 
 def test_finetune_takes_its_own_learning_rate_unless_one_is_given():

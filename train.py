@@ -23,7 +23,6 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torchvision
-from PIL import Image
 
 import fid
 import losses
@@ -62,6 +61,7 @@ NONNEG = checked(int, lambda v: v >= 0, 'an integer >= 0')
 RATE = checked(float, lambda v: 0 < v < math.inf, 'a positive number')
 DECAY = checked(float, lambda v: 0 <= v < 1, 'in [0, 1)')
 WIDTH = checked(int, lambda v: v >= 8 and v % 4 == 0, 'a multiple of 4, >= 8')
+RESOLUTIONS = checked(str, lambda v: all(r.isdigit() and int(r) > 0 for r in v.split(',')) or not v, 'like 16 or 16,8')
 
 
 def get_args(argv=None):
@@ -70,13 +70,11 @@ def get_args(argv=None):
     a = p.add_argument_group('method').add_argument
     a('--alpha', type=float, default=1.0, help='RealUM weight of generated data (Def. 2); 1 with beta=1 is UID')
     a('--beta', type=float, default=1.0, help='RealUM target weight; beta/alpha != 1 lets real data correct the teacher')
-    a('--loss', choices=['realuid', 'normalized'], default='realuid',
-      help='realuid: fake on RealUM (Def. 2), generator on eq. 17; normalized: Normalized RealUID (Def. 4, App. A.4)')
+    a('--loss', choices=['realuid', 'normalized'], default='realuid', help='normalized: Def. 4, App. A.4')
     a('--gamma', type=float, default=None, help='General RealUID quadratic split (Def. 3); default alpha')
     a('--param', choices=['standard', 'beta'], default='standard', help='delta = f*-f or beta(f*-f) (App. A.2)')
     a('--sid-alpha', type=RATE, default=0.5, help='RealSiD generator coefficient (eq. 34); 0.5 is exact RealUID')
-    a('--gan', type=checked(float, lambda v: v >= 0, 'a number >= 0'), nargs=2, metavar=('GEN_COEF', 'DISC_COEF'),
-      default=None, help='UID+GAN baseline (eq. 8): adversarial loss weights for the generator and the discriminator head')
+    a('--gan', type=checked(float, lambda v: v >= 0, 'a number >= 0'), nargs=2, metavar=('GEN', 'DISC'), help='UID+GAN (eq. 8) weights')
     a('--cond', action='store_true', help='class-conditional teacher, fake and generator')
     a('--interpolant', choices=sorted(INTERPOLANTS), default='fm')
     a = p.add_argument_group('data').add_argument
@@ -86,15 +84,14 @@ def get_args(argv=None):
     a('--workers', type=NONNEG, default=4, help='DataLoader workers for image folders')
     a = p.add_argument_group('teacher').add_argument
     a('--teacher', default=None, help='teacher checkpoint; without it one is trained and saved to OUT/teacher.pt')
-    a('--teacher-key', default=None, help="EMA decay to load from an official checkpoint's ema_models (default: the "
-      "largest; the official distillation used 0.999)")
+    a('--teacher-key', default=None, help="EMA decay of an official checkpoint's ema_models (default: the largest)")
     a('--teacher-steps', type=NONNEG, default=None, help='UM steps; checkpointed every --eval-every to OUT/teacher_ckpt.pt')
     a('--teacher-lr', type=RATE, default=None)
     a('--teacher-batch-size', type=COUNT, default=None)
     a('--teacher-ema', type=DECAY, default=0.999, help='EMA decay of the trained teacher, warmed up as min(d, (1+s)/(10+s))')
     a('--nfe', type=COUNT, default=100, help='teacher sampler steps for its reference samples')
-    a('--teacher-keep', type=checked(float, lambda v: 0 <= v <= 1, 'in [0, 1]'), nargs='+', default=None,
-      metavar='FRACTION', help='fraction of each class the teacher trains on (0 drops it: a teacher missing a mode)')
+    a('--teacher-keep', type=checked(float, lambda v: 0 <= v <= 1, 'in [0, 1]'), nargs='+', metavar='F',
+      help='fraction of each class the teacher trains on (0: a teacher missing that mode)')
     a = p.add_argument_group('distillation').add_argument
     a('--steps', type=NONNEG, default=None, help='generator updates; each follows K fake updates')
     a('--k', type=COUNT, default=5, help='fake updates per generator update (Algorithm 1)')
@@ -108,7 +105,7 @@ def get_args(argv=None):
     a('--channels', type=WIDTH, default=None, help='U-Net base channels')
     a('--channel-mult', type=COUNT, nargs='+', default=[1, 2, 2, 2])
     a('--res-blocks', type=COUNT, default=2)
-    a('--attn', default='16', help="U-Net attention resolutions, e.g. 16 or 16,8; '' for none")
+    a('--attn', type=RESOLUTIONS, default='16', help="U-Net attention resolutions, e.g. 16 or 16,8; '' for none")
     a('--hidden', type=COUNT, default=256, help='MLP width (toy)')
     a('--layers', type=COUNT, default=3, help='MLP depth (toy)')
     a = p.add_argument_group('run').add_argument
@@ -135,8 +132,6 @@ def get_args(argv=None):
         torch.device(args.device)
     except (ValueError, RuntimeError) as e:
         p.error(str(e))
-    if args.attn and not all(r.isdigit() and int(r) > 0 for r in args.attn.split(',')):
-        p.error(f"argument --attn: must be comma-separated resolutions like 16 or 16,8, got '{args.attn}'")
     if args.loss == 'normalized' and (args.gamma is not None or args.param != 'standard' or args.sid_alpha != 0.5):
         p.error('--loss normalized takes no --gamma, --param or --sid-alpha (they belong to Def. 3 / eq. 34)')
     for flag in ('teacher', 'finetune'):
@@ -155,17 +150,8 @@ def toy_data(n, seed, modes=8, radius=2.0, std=0.15, balanced=False):
     return radius * torch.stack([angle.cos(), angle.sin()], 1) + std * torch.randn(n, 2, generator=g), y
 
 
-def read_image(path):
-    """RGB PIL image, or one line naming the file that is not an image (PIL's own error is several frames deep)."""
-    try:
-        with Image.open(path) as image:
-            return image.convert('RGB')
-    except (OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f'cannot read image {path} ({type(e).__name__}: {e})') from None
-
-
 def last_line(error):
-    """read_image's one line, also from inside a DataLoader worker's multi-line 'Caught ValueError ...' wrapper."""
+    """fid.read_image's one line, also from a DataLoader worker's multi-line 'Caught ValueError ...' wrapper."""
     return str(error).strip().splitlines()[-1].removeprefix('ValueError: ')
 
 
@@ -196,7 +182,7 @@ def make_dataset(args):
     if args.cond and not classes:
         die(f'--cond needs class subfolders in {args.data_dir}')
     try:
-        data = (torchvision.datasets.ImageFolder if classes else FlatFolder)(args.data_dir, transform, loader=read_image)
+        data = (torchvision.datasets.ImageFolder if classes else FlatFolder)(args.data_dir, transform, loader=fid.read_image)
     except (FileNotFoundError, RuntimeError):
         die(f'no images ({", ".join(sorted(fid.IMAGE_EXTENSIONS))}) found in {"the class folders of " * classes}{args.data_dir}')
     return data, (3, size, size), len(data.classes)
@@ -402,13 +388,11 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
 
 
 def record(args, log, **entry):
-    """One JSON object per evaluation in OUT/metrics.jsonl, and the same as a flat progress line."""
+    """One JSON object per evaluation in OUT/metrics.jsonl, and the same as a progress line."""
     with open(os.path.join(args.out, 'metrics.jsonl'), 'a') as f:
         f.write(json.dumps(entry) + '\n')
-
-    def flat(d, prefix=''):
-        return [kv for k, v in d.items() for kv in (flat(v, f'{prefix}{k}/') if isinstance(v, dict) else [(prefix + k, v)])]
-    log(' '.join(f'{k}={v:.4g}' if isinstance(v, float) else f'{k}={v}' for k, v in flat(entry)))
+    short = json.loads(json.dumps(entry), parse_float=lambda v: float(f'{float(v):.4g}'))     # 4 digits on screen
+    log(json.dumps(short, separators=(' ', '=')).replace('"', ''))
 
 
 # ---------------------------------------------------------------------------------------------------- phase 1: teacher
@@ -423,10 +407,9 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
     opt, sched = adam(net.parameters(), args.teacher_lr, min(args.warmup, args.teacher_steps // 10))
     if args.teacher_keep:                                       # the first round(f n_c) items of class c
         labels = torch.as_tensor(dataset.tensors[1] if hasattr(dataset, 'tensors') else dataset.targets)
-        keep = torch.cat([(labels == c).nonzero()[:, 0][:round(f * int((labels == c).sum()))]
-                          for c, f in enumerate(args.teacher_keep)]).sort().values
-        dataset = (torch.utils.data.TensorDataset(*(t[keep] for t in dataset.tensors)) if hasattr(dataset, 'tensors')
-                   else torch.utils.data.Subset(dataset, keep.tolist()))
+        keep = torch.cat([i[:round(f * len(i))] for c, f in enumerate(args.teacher_keep) for i in [(labels == c).nonzero()[:, 0]]])
+        dataset = (torch.utils.data.TensorDataset(*(t[keep.sort().values] for t in dataset.tensors)) if hasattr(dataset, 'tensors')
+                   else torch.utils.data.Subset(dataset, keep.sort().values.tolist()))
         log(f'teacher: trains on {len(dataset)} items, fractions {args.teacher_keep} of the classes')
     data = Batches(dataset, args.teacher_batch_size, args.seed + 1, rank, world, device, args.dataset == 'cifar10',
                    args.workers)
@@ -462,19 +445,17 @@ def load_teacher(args, path, shape, num_classes, device):
         net, info = models.load_teacher(path, device, ema_key=args.teacher_key)
     except ValueError as e:
         die(str(e))
-    config, fits = info['config'], 'does not fit the data'
-    dim = tuple(config['dim']) if isinstance(config.get('dim'), (list, tuple)) else (config.get('dim'),)
+    config, fits, trained = info['config'], f'teacher {path} does not fit the data', info['trained']
+    dim, classes = tuple(config['dim']) if isinstance(config['dim'], list) else (config['dim'],), config.get('num_classes')
     if dim != tuple(shape):
-        die(f'teacher {path} {fits}: it is for shape {dim}, the {args.dataset} data has shape {tuple(shape)}')
-    classes = config.get('num_classes')
-    if args.cond and classes is None:
-        die(f'--cond needs a class-conditional teacher; {path} is unconditional')
-    if not args.cond and classes is not None:
-        die(f'{path} is class-conditional ({classes} classes): pass --cond')
+        die(f'{fits}: it is for shape {dim}, the {args.dataset} data has shape {tuple(shape)}')
+    if args.cond != (classes is not None):
+        die(f'{path} is class-conditional ({classes} classes): pass --cond' if classes else
+            f'--cond needs a class-conditional teacher; {path} is unconditional')
     if args.cond and classes != num_classes:
-        die(f'teacher {path} {fits}: it has {classes} classes, the {args.dataset} data {num_classes}')
-    if info['trained'].get('interpolant', args.interpolant) != args.interpolant:   # recorded in our teacher.pt
-        die(f'teacher {path} was trained with --interpolant {info["trained"]["interpolant"]}, not {args.interpolant}')
+        die(f'{fits}: it has {classes} classes, the {args.dataset} data {num_classes}')
+    if trained.get('interpolant', args.interpolant) != args.interpolant:   # recorded in our teacher.pt
+        die(f'teacher {path} was trained with --interpolant {trained["interpolant"]}, not {args.interpolant}')
     return net, config, f'{info["format"]}{", time-flipped" if info["flipped"] else ""}'
 
 
