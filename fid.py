@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
 import torchvision.models.inception as tvi
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
@@ -175,6 +176,18 @@ def sliced_wasserstein(x, y, projections=256, seed=0):
     theta = (theta / theta.norm(dim=0)).to(x.device)  # (D, projections), unit columns
     x_proj, y_proj = (x @ theta).sort(0).values, (y @ theta).sort(0).values  # (N, projections)
     return float((x_proj - y_proj).square().mean().sqrt())
+
+
+def save_grid(images, classes, path):
+    """Images (N, 3, H, W) in [-1, 1] or uint8 (N, H, W, 3) as one PNG grid: with `classes` C, row c holds samples
+    c, c + C, ... (label i mod C: class c), up to 10 a row; else the first 100 in rows of 10."""
+    x = torch.as_tensor(images)
+    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()   # (N, 3, H, W)
+    per_row = min(10, max(1, len(x) // classes)) if classes else 10
+    if classes:
+        x = torch.cat([x[c::classes][:per_row] for c in range(classes)])
+    grid = torchvision.utils.make_grid(x[:100] if not classes else x, nrow=per_row, padding=2, pad_value=-1)
+    Image.fromarray(((grid + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()).save(path)
 
 
 def save_scatter(x, y, path, extent=3.5, size=256):

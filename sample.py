@@ -27,7 +27,6 @@ import time
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 
 import fid
@@ -184,19 +183,6 @@ def to_uint8(x):
     return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
-def image_grid(images, classes):
-    """(N, H, W, 3) uint8 -> one uint8 image: row c holds samples c, c + C, ... (class c); unconditional: 10x10."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2)            # (N, 3, H, W)
-    if not classes:
-        x, per_row = x[:100], 10
-    elif len(x) >= classes:
-        per_row = min(10, len(x) // classes)
-        x = torch.cat([x[c::classes][:per_row] for c in range(classes)])
-    else:                                                       # fewer samples than classes: one row
-        per_row = len(x)
-    return torchvision.utils.make_grid(x, nrow=per_row, padding=2).permute(1, 2, 0).numpy()
-
-
 def fid_batches(images):
     for i in range(0, len(images), FID_BATCH):                  # the [-1, 1] values fid.py reads from the PNGs
         yield torch.from_numpy(images[i:i + FID_BATCH]).permute(0, 3, 1, 2).float() / 255 * 2 - 1
@@ -265,7 +251,7 @@ def main(argv=None):
     if args.grid:
         path = os.path.join(args.out, 'grid.png')
         if image:
-            Image.fromarray(image_grid(samples, classes)).save(path)
+            fid.save_grid(samples, classes, path)
         else:
             fid.save_scatter(torch.from_numpy(samples), labels, path)
         print('wrote grid.png')

@@ -411,3 +411,16 @@ def test_save_scatter_puts_each_point_at_its_pixel_in_its_class_colour(tmp_path)
     assert coloured == {(10, 0), (0, 10), (5, 5)}
     red, blue, green = image[10, 0], image[0, 10], image[5, 5]              # palette 0, 1, 2
     assert red[0] > 200 > red[2] and blue[2] > 200 > blue[0] and green[1] > 150 > green[0]
+
+
+def test_save_grid_puts_class_c_in_row_c_for_float_and_uint8_images(tmp_path):
+    # 3 classes, sample i has label i % 3 and is a flat image of grey level i: row c must hold c, c + 3, c + 6, ...
+    n, classes = 12, 3
+    uint8 = torch.arange(n, dtype=torch.uint8)[:, None, None, None].mul(20).expand(n, 4, 4, 3).contiguous()   # NHWC
+    floats = uint8.permute(0, 3, 1, 2).float() / 127.5 - 1
+    fid.save_grid(uint8, classes, tmp_path / 'u.png')
+    fid.save_grid(floats, classes, tmp_path / 'f.png')
+    u, f = np.asarray(Image.open(tmp_path / 'u.png')), np.asarray(Image.open(tmp_path / 'f.png'))
+    assert np.array_equal(u, f) and u.shape == (3 * 6 + 2, 4 * 6 + 2, 3)                  # 4 a row, 2 px padding
+    cell = lambda r, c: int(u[2 + 6 * r + 1, 2 + 6 * c + 1, 0])
+    assert [[cell(r, c) for c in range(4)] for r in range(3)] == [[20 * (r + 3 * c) for c in range(4)] for r in range(3)]

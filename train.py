@@ -373,9 +373,7 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
             fid.save_scatter(x, labels, path)
             return dict(fd=fid.frechet_distance(*fid.gaussian_stats(x), *ref_stats),
                         swd=fid.sliced_wasserstein(x.double(), ref.double()))
-        rows = classes or 10                                    # one row per class with --cond
-        grid = torch.cat([x[c::classes][:10] for c in range(rows)]) if classes else x[:100]
-        torchvision.utils.save_image(grid * 0.5 + 0.5, path, nrow=min(10, len(grid) // rows) if classes else 10)
+        fid.save_grid(x, classes, path)                         # one row per class with --cond
         metrics = dict(fd_pix8=fid.frechet_distance(*fid.pixel_stats(x), *ref_stats))
         if fid_ref is not None:
             t0, g = time.time(), torch.Generator(device).manual_seed(2)
