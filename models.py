@@ -282,7 +282,7 @@ def is_state_dict(obj):
     return isinstance(obj, dict) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
-def load_checkpoint_state(path, ema_key=None):
+def load_checkpoint_state(path, ema_key=None, teachers_only=False):
     # -> (state dict, info {'format', 'key', 'config' (ours only, else None), 'flipped', 'dropped',
     #     'trained' (ours: the recorded training arguments, e.g. {'interpolant': 'fm', ...}; else {})})
     if not os.path.isfile(path):
@@ -315,6 +315,8 @@ def load_checkpoint_state(path, ema_key=None):
     else:
         raise ValueError(f"{path}: unrecognised checkpoint with keys {sorted(map(str, ckpt))[:6]}; expected ours "
                          "('teacher', 'config'), torchcfm ('ema_model'), RealUID ('ema_models') or a state dict")
+    if teachers_only and (key in ('gen', 'generator') or str(key).startswith('ema_gens')):
+        raise ValueError(f'{path} holds a one-step generator ({key}), not a teacher')
     if ema_key is not None and not str(key).startswith(EMA_DICTS):
         raise ValueError(f'{path}: ema_key={ema_key} given but the checkpoint has no dict of EMA decays')
     if not is_state_dict(state):
@@ -339,10 +341,11 @@ def load_strict(net, state, path):
     return net
 
 
-def load_teacher(path, device='cpu', ema_key=None, **overrides):
+def load_teacher(path, device='cpu', ema_key=None, teachers_only=False, **overrides):
     # -> (f(t, x, y) in our convention, frozen, eval mode; info {'format', 'config', 'flipped', 'key', 'dropped'}).
     # Foreign checkpoints get CIFAR10_UNET (num_classes from label_emb.weight) updated by overrides, and TimeFlip.
-    state, info = load_checkpoint_state(path, ema_key)
+    # teachers_only: refuse the official distillation's one-step generators ('gen', 'ema_gens') with a ValueError.
+    state, info = load_checkpoint_state(path, ema_key, teachers_only)
     if info['format'] == 'ours':
         config = {**info['config'], **overrides}
         net = load_strict(build_model(config), state, path)

@@ -473,6 +473,7 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'teacher_of_other_shape': (['--teacher', '{tmp}/image.pt'], 'it is for shape (3, 16, 16), the toy data has shape (2,)'),
     'teacher_of_other_interpolant': (['--teacher', '{tmp}/vp.pt'], 'trained with --interpolant vp, not fm'),
     'teacher_not_a_checkpoint': (['--teacher', '{tmp}/garbage.pt'], 'not a readable PyTorch checkpoint'),
+    'teacher_is_a_generator': (['--teacher', '{tmp}/official_generator.pt'], 'holds a one-step generator (ema_gens/0.999)'),
 }
 
 
@@ -488,6 +489,8 @@ def bad_inputs(tmp_path):
     models.save_teacher(str(tmp_path / 'vp.pt'), models.build_model(config), config,
                         extra=dict(config=dict(args=dict(interpolant='vp'))))
     (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
+    generator = models.build_model(dict(kind='mlp', dim=2, hidden=16, num_layers=2)).state_dict()
+    torch.save(dict(ema_gens={'0.999': generator}), tmp_path / 'official_generator.pt')   # official distillation layout
     return tmp_path
 
 

@@ -440,7 +440,7 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
 def load_teacher(args, path, shape, num_classes, device):
     """models.load_teacher (ours, torchcfm, official), then the checks that it fits this run -> (net, model config)."""
     try:
-        net, info = models.load_teacher(path, device, ema_key=args.teacher_key)
+        net, info = models.load_teacher(path, device, ema_key=args.teacher_key, teachers_only=True)
     except ValueError as e:
         die(str(e))
     config, fits, trained = info['config'], f'teacher {path} does not fit the data', info['trained']
