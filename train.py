@@ -32,9 +32,9 @@ from interpolants import INTERPOLANTS, make_interpolant
 # Per-dataset defaults for every flag left unset: the paper's (App. D.1, D.3) for images, a CPU budget for toy.
 PRESETS = {
     'cifar10': dict(image_size=32, batch_size=256, lr=3e-5, steps=400_000, teacher_steps=400_000, teacher_lr=2e-4,
-                    teacher_batch_size=128, eval_every=10_000, fid_samples=50_000, channels=128),
+                    teacher_batch_size=128, eval_every=10_000, fid_samples=50_000, channels=128, ema=[0.999, 0.9996, 0.9999]),
     'toy': dict(batch_size=256, lr=1e-3, steps=600, teacher_steps=3_000, teacher_lr=2e-3, teacher_batch_size=512,
-                eval_every=300, fid_samples=0, warmup=100),
+                eval_every=300, fid_samples=0, warmup=100, ema=[0.99, 0.995, 0.999]),   # EMAs for 600 updates
 }
 PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000, teacher_batch_size=64)
 PRESETS['folder'] = PRESETS['cifar10']
@@ -99,7 +99,7 @@ def get_args(argv=None):
     a('--lr', type=RATE, default=None, help='Adam learning rate of generator and fake (1e-5 with --finetune)')
     a('--warmup', type=NONNEG, default=None, help='linear learning-rate warm-up steps (default 500, 0 for --finetune)')
     a('--clip', type=RATE, default=1.0, help='gradient-norm clipping of both networks')
-    a('--ema', type=DECAY, nargs='+', default=[0.999, 0.9996, 0.9999], help='EMA decays of the generator')
+    a('--ema', type=DECAY, nargs='+', default=None, help='EMA decays of the generator (toy: 0.99 0.995 0.999)')
     a('--finetune', default=None, metavar='CKPT', help="fine-tuning stage: generator from CKPT's EMA, fake from teacher")
     a = p.add_argument_group('model size (when a teacher is trained here)').add_argument
     a('--channels', type=WIDTH, default=None, help='U-Net base channels')
