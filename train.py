@@ -332,6 +332,14 @@ def wrap(net, args, device, ddp):
     return nn.parallel.DistributedDataParallel(net, [device.index] if device.type == 'cuda' else None) if ddp else net
 
 
+def stop_if_not_finite(step, ckpt_path, **values):
+    """A NaN/inf loss ends the run: one line naming it, exit 3; the last checkpoint (written atomically) stays."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
+            die(f'non-finite {name} loss ({value}) at step {step}{kept}', code=3)
+
+
 def progress(log, phase, step, total, rate, **values):
     vals = ' '.join(f'{k} {v:.4g}' for k, v in values.items())
     log(f'{phase} {step}/{total} | {vals} | {rate:.2f} it/s | ETA {(total - step) / max(rate, 1e-9) / 60:.1f} min')
@@ -420,9 +428,7 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
         x, y = data.next()
         with autocast(args):
             loss = losses.um_loss(model, interp, x, y if args.cond else None)         # Def. 1 / eq. 3
-        if not math.isfinite(loss.item()):
-            kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
-            die(f'non-finite teacher loss ({loss.item()}) at step {step}{kept}', code=3)
+        stop_if_not_finite(step, ckpt_path, teacher=loss.item())
         grad_norm = optimizer_step(loss, opt, sched, net.parameters(), args.clip)
         ema_update(ema, net, min(args.teacher_ema, (1 + step) / (10 + step)))         # EMA with warm-up
         if time.time() - last > args.log_every or step == args.teacher_steps:
@@ -572,10 +578,7 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
             ema_update(ema, generator, decay)
         values = dict(fake=loss_fake.item(), gen=loss_gen.item(), gen_grad=grad_norm.item())
         seconds += time.time() - t0
-        for name, value in values.items():
-            if not math.isfinite(value):
-                kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
-                die(f'non-finite {name} loss ({value}) at step {step}{kept}', code=3)
+        stop_if_not_finite(step, ckpt_path, **values)
         sums, count, peak = {k: sums.get(k, 0.0) + v for k, v in values.items()}, count + 1, max(peak, values['gen_grad'])
         if time.time() - last > args.log_every or step == args.steps:
             progress(log, 'distill', step, args.steps, count / max(seconds, 1e-9), **values)
