@@ -1,8 +1,8 @@
 """Times one distillation iteration (Algorithm 1: K fake steps + 1 generator step) of train.py's update functions
 (`fake_update`, `generator_update`) against a naive loop with the same math, written the way the official RealUID train_distil.py does it (arXiv 2509.22459).
 
-    python bench.py                                    # small U-Net on 3x16x16, batch 32, 1 CPU thread: ~2 min
-    python bench.py --device cuda --full --amp bf16    # the paper's CIFAR-10 U-Net on 3x32x32, batch 256
+    python experiments/bench.py                        # small U-Net on 3x16x16, batch 32, 1 CPU thread: ~2 min
+    python experiments/bench.py --device cuda --full --amp bf16   # the paper's CIFAR-10 U-Net on 3x32x32, batch 256
 
 First a check: both loops start from the same weights and RNG state, run one iteration, and must give the same
 fake and generator losses, generator gradient and updated weights (PASS/FAIL, exit 1 on FAIL). Then M iterations
@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import copy
 import gc
+import os
 import statistics
 import sys
 import time
@@ -20,9 +21,10 @@ from types import SimpleNamespace
 import torch
 import torch.nn as nn
 
-import models
-import train
-from interpolants import make_interpolant
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repo root
+import models                                                   # noqa: E402
+import train                                                    # noqa: E402
+from interpolants import make_interpolant                       # noqa: E402
 
 NUM_CLASSES = 10
 # Tolerances (losses and gradient, updates), relative l2. float32 (eps 1.2e-7): the loops differ only in summation

@@ -1,17 +1,19 @@
 """Times frechet_distance (Cholesky route), the previous eigh route (now its fallback) and pytorch-fid's sqrtm formula
 at d = 2048, the Inception pool3 size, interleaved in one run; prints both speed ratios and the relative differences.
-Usage: [OMP_NUM_THREADS=1] python bench_fid.py [--repeats 3]; torch and numpy's OpenBLAS both read OMP_NUM_THREADS,
+Usage: [OMP_NUM_THREADS=1] python experiments/bench_fid.py [--repeats 3]; torch and numpy's OpenBLAS both read OMP_NUM_THREADS,
 and on a busy shared CPU one thread each avoids oversubscription stalls that make multi-threaded timings erratic."""
 import argparse
 import os
 import statistics
+import sys
 import time
 
 import numpy as np
 import scipy.linalg
 import torch
 
-import fid
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repo root
+import fid  # noqa: E402
 
 
 def sqrtm_frechet_distance(mu1, sigma1, mu2, sigma2):  # pytorch-fid's formula
