@@ -382,6 +382,12 @@ def test_generator_starts_as_one_teacher_euler_step(toy_teacher, tmp_path):
     assert ckpt['model'] == info['config']                          # the fake is built like the teacher
 
 
+def test_nfe_zero_skips_the_teachers_reference_samples(toy_teacher, tmp_path):
+    # many runs from one teacher need not redraw its 100-step samples each time
+    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 1, '--nfe', 0, '--out', tmp_path) == 0
+    assert [r['phase'] for r in records(tmp_path)] == ['distill', 'distill'] and not (tmp_path / 'samples_teacher.png').exists()
+
+
 def test_gan_baseline_head_reads_the_fake_features(toy_teacher, tmp_path):
     # UID+GAN (eq. 8): a linear head on models' features() of the fake, trained with the fake's optimizer
     assert main(*TOY_QUICK, '--teacher', toy_teacher, '--gan', 0.3, 1, '--steps', 3, '--eval-every', 3,
@@ -446,7 +452,7 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'batch_size_negative': (['--batch-size', '-4'], '--batch-size: must be an integer >= 1'),
     'steps_negative': (['--steps', '-1'], '--steps: must be an integer >= 0'),
     'steps_not_an_int': (['--steps', '1.5'], "--steps: invalid int value: '1.5'"),
-    'nfe_zero': (['--nfe', '0'], '--nfe: must be an integer >= 1'),
+    'nfe_negative': (['--nfe', '-1'], '--nfe: must be an integer >= 0'),
     'lr_negative': (['--lr=-1e-4'], '--lr: must be a positive number'),
     'lr_nan': (['--lr', 'nan'], '--lr: must be a positive number'),
     'teacher_lr_zero': (['--teacher-lr', '0'], '--teacher-lr: must be a positive number'),

@@ -89,7 +89,7 @@ def get_args(argv=None):
     a('--teacher-lr', type=RATE, default=None)
     a('--teacher-batch-size', type=COUNT, default=None)
     a('--teacher-ema', type=DECAY, default=0.999, help='EMA decay of the trained teacher, warmed up as min(d, (1+s)/(10+s))')
-    a('--nfe', type=COUNT, default=100, help='teacher sampler steps for its reference samples')
+    a('--nfe', type=NONNEG, default=100, help="teacher sampler steps for its reference samples (0: don't draw them)")
     a('--teacher-keep', type=checked(float, lambda v: 0 <= v <= 1, 'in [0, 1]'), nargs='+', metavar='F',
       help='fraction of each class the teacher trains on (0: a teacher missing that mode)')
     a = p.add_argument_group('distillation').add_argument
@@ -557,7 +557,7 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
             generator.train()
             record(args, log, step=step, phase='distill', losses=running, metrics=metrics, it_per_s=rate)
 
-    if rank == 0 and not os.path.isfile(os.path.join(args.out, 'samples_teacher.png')):
+    if rank == 0 and args.nfe and not os.path.isfile(os.path.join(args.out, 'samples_teacher.png')):
         t0, g = time.time(), torch.Generator(device).manual_seed(3)   # the SDE sampler's noise (bridge) is seeded
         metrics = evaluate('teacher', lambda z, y: interp.generate(teacher, z, y, steps=args.nfe, generator=g))
         record(args, log, step=0, phase='teacher', metrics={f'teacher_nfe{args.nfe}': metrics}, seconds=time.time() - t0)
