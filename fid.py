@@ -178,16 +178,26 @@ def sliced_wasserstein(x, y, projections=256, seed=0):
     return float((x_proj - y_proj).square().mean().sqrt())
 
 
+def images_to_uint8(images):
+    """Images in [-1, 1], channels first (..., 3, H, W) -> uint8 channels last (..., H, W, 3), as PNGs store them."""
+    return ((torch.as_tensor(images) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).movedim(-3, -1)
+
+
+def uint8_to_images(pixels):
+    """uint8 (..., H, W, 3) -> float32 (..., 3, H, W) in [-1, 1]: the values to_tensor(PNG) * 2 - 1 reads."""
+    return torch.as_tensor(pixels).movedim(-1, -3).float() / 255 * 2 - 1
+
+
 def save_grid(images, classes, path):
     """Images (N, 3, H, W) in [-1, 1] or uint8 (N, H, W, 3) as one PNG grid: with `classes` C, row c holds samples
     c, c + C, ... (label i mod C: class c), up to 10 a row; else the first 100 in rows of 10."""
     x = torch.as_tensor(images)
-    x = x.permute(0, 3, 1, 2).float() / 127.5 - 1 if x.dtype == torch.uint8 else x.float()   # (N, 3, H, W)
+    x = uint8_to_images(x) if x.dtype == torch.uint8 else x.float()          # (N, 3, H, W)
     per_row = min(10, max(1, len(x) // classes)) if classes else 10
     if classes:
         x = torch.cat([x[c::classes][:per_row] for c in range(classes)])
     grid = torchvision.utils.make_grid(x[:100] if not classes else x, nrow=per_row, padding=2, pad_value=-1)
-    Image.fromarray(((grid + 1) * 127.5).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()).save(path)
+    Image.fromarray(images_to_uint8(grid).numpy()).save(path)
 
 
 def save_scatter(x, y, path, extent=3.5, size=256):
@@ -225,7 +235,7 @@ def generator_stats(sample_fn, n=50_000, batch_size=100, num_classes=None, net=N
     def batches():
         for start in range(0, n, batch_size):
             images = sample_fn(min(batch_size, n - start), None if labels is None else labels[start:start + batch_size])
-            yield ((images + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1 if to_uint8 else images
+            yield uint8_to_images(images_to_uint8(images)) if to_uint8 else images
 
     return feature_stats(inception_features(net, batches(), device))
 
@@ -282,9 +292,7 @@ def path_stats(path, get_net, batch_size=50, device='cpu'):
             images = stats['arr_0']
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or len(images) == 0:
             raise ValueError(f'{path}: arr_0 must be uint8 images (N, H, W, 3), got {images.dtype} {images.shape}')
-        # the same [-1, 1] values as ImageFolder's to_tensor(PNG) * 2 - 1 of these pixels
-        batches = (torch.from_numpy(images[i:i + batch_size]).permute(0, 3, 1, 2).float() / 255 * 2 - 1
-                   for i in range(0, len(images), batch_size))
+        batches = (uint8_to_images(images[i:i + batch_size]) for i in range(0, len(images), batch_size))
         return feature_stats(inception_features(get_net(), batches, device))
     if not os.path.isdir(path):
         raise ValueError(f'{path}: no such image folder or .npz file')

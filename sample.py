@@ -178,16 +178,6 @@ def load(args, device):
     return (lambda z, y, g: generator(z, y)), config, interp, what
 
 
-def to_uint8(x):
-    """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8, rounded as fid.generator_stats rounds."""
-    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def fid_batches(images):
-    for i in range(0, len(images), FID_BATCH):                  # the [-1, 1] values fid.py reads from the PNGs
-        yield torch.from_numpy(images[i:i + FID_BATCH]).permute(0, 3, 1, 2).float() / 255 * 2 - 1
-
-
 def main(argv=None):
     args, device = get_args(argv)
     stale = files_to_replace(args.out, args.overwrite)
@@ -226,7 +216,7 @@ def main(argv=None):
             x = sample(z, None if labels is None else labels[start:start + m].to(device), g).float().cpu()
             if not torch.isfinite(x).all():
                 die(f'the model produced non-finite values in samples {start}..{start + m - 1}', code=3)
-            x = to_uint8(x) if image else x.numpy()             # (m, H, W, 3) uint8 or (m, 2) float32
+            x = fid.images_to_uint8(x).numpy() if image else x.numpy()   # (m, H, W, 3) uint8 or (m, 2) float32
             for i in range(m) if pngs else ():
                 Image.fromarray(x[i]).save(os.path.join(args.out, f'{start + i:06d}.png'))
             chunks.append(x)
@@ -256,7 +246,8 @@ def main(argv=None):
             fid.save_scatter(torch.from_numpy(samples), labels, path)
         print('wrote grid.png')
     if args.fid:
-        mu, sigma = fid.feature_stats(fid.inception_features(inception, fid_batches(samples), device))
+        batches = (fid.uint8_to_images(samples[i:i + FID_BATCH]) for i in range(0, len(samples), FID_BATCH))
+        mu, sigma = fid.feature_stats(fid.inception_features(inception, batches, device))
         print(f'FID: {fid.frechet_distance(*reference, mu, sigma)}')    # reference first: its Cholesky route
 
 

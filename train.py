@@ -355,9 +355,9 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
     Samples come from a fixed seed, so training randomness is untouched and evaluations are comparable.
     """
     toy, n, classes = args.dataset == 'toy', args.eval_samples, num_classes if args.cond else None
-    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
     inception, fid_ref = None, None
     try:
+        idx = [] if toy else torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
         ref = toy_data(n, seed=4321, balanced=args.cond)[0] if toy else torch.stack([dataset[i][0] for i in idx])
         if args.fid_samples and not toy:
             inception = fid.load_inception(args.fid_weights, device)
@@ -444,7 +444,8 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
 
 
 def load_teacher(args, path, shape, num_classes, device):
-    """models.load_teacher (ours, torchcfm, official), then the checks that it fits this run -> (net, model config)."""
+    """models.load_teacher (ours, torchcfm, official), then the checks that it fits this run -> (net, model config,
+    what it is in words)."""
     try:
         net, info = models.load_teacher(path, device, ema_key=args.teacher_key, teachers_only=True)
     except ValueError as e:
