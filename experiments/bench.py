@@ -3,6 +3,7 @@
 
     python experiments/bench.py                        # small U-Net on 3x16x16, batch 32, 1 CPU thread: ~2 min
     python experiments/bench.py --device cuda --full --amp bf16   # the paper's CIFAR-10 U-Net on 3x32x32, batch 256
+    python experiments/bench.py ... --profile 25                  # and where one iteration's time goes
 
 First a check: both loops start from the same weights and RNG state, run one iteration, and must give the same
 fake and generator losses, generator gradient and updated weights (PASS/FAIL, exit 1 on FAIL). Then M iterations
@@ -43,6 +44,7 @@ RTOL = {'none': (1e-4, 5e-2), 'bf16': (5e-2, None)}
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.error = usage_error
     a = p.add_argument
     a('--device', choices=['cpu', 'cuda'], default='cpu')
     a('--amp', choices=['none', 'bf16'], default='none', help='bf16 autocast of all forwards, as train.py --amp')
@@ -62,14 +64,23 @@ def get_args(argv=None):
     a('--attn', default='8', help='attention resolutions (8 on 16x16 is where CIFAR-10 has 16 on 32x32)')
     a('--threads', type=int, default=1, help='torch intra-op CPU threads; 1 is steadiest on a shared machine')
     a('--seed', type=int, default=0)
+    a('--profile', type=int, default=0, metavar='N', help="after the timing, torch.profiler's N most expensive ops "
+      "of one iteration of ours (0: none)")
     args = p.parse_args(argv)
-    if min(args.k, args.iters, args.threads) < 1 or args.warm < 0:
-        p.error('--k, --iters and --threads must be >= 1, --warm >= 0')
+    if min(args.k, args.iters, args.threads) < 1 or min(args.warm, args.profile) < 0:
+        p.error('--k, --iters and --threads must be >= 1, --warm and --profile >= 0')
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        p.error('--device cuda: PyTorch sees no CUDA device here')
     if args.batch_size is None:
         args.batch_size = 256 if args.device == 'cuda' else 32
     if args.image_size is None:
         args.image_size = 32 if args.full else 16
     return args
+
+
+def usage_error(msg):                                          # one line on stderr, exit 2 (1 is a FAILed check)
+    print(f'bench.py: error: {msg}', file=sys.stderr)
+    sys.exit(2)
 
 
 def build(args):
@@ -310,6 +321,21 @@ def main(argv=None):
           f'one gc.collect() here takes {collect_ms:.0f} ms ({len(gc.get_objects())} tracked objects), the naive loop '
           f'calls it {args.k + 1} times an iteration')
     print(f'ratio naive/ours: {statistics.median(times["naive"]) / statistics.median(times["ours"]):.2f}x')
+    if args.profile:
+        profile(loops['ours'], device, args.profile)
+
+
+def profile(fn, device, rows):
+    """Where one iteration's time goes: torch.profiler's top ops by device time (CUDA) or CPU time."""
+    from torch.profiler import ProfilerActivity
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    with torch.profiler.profile(activities=activities) as prof:
+        fn()
+        if device.type == 'cuda':
+            torch.cuda.synchronize()
+    key = 'cuda_time_total' if device.type == 'cuda' else 'cpu_time_total'
+    print(f'profile of one iteration of ours, top {rows} ops by {key}:')
+    print(prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60))
 
 
 if __name__ == '__main__':

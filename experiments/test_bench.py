@@ -1,11 +1,12 @@
 """bench.py's check: one iteration of train.py's updates (Algorithm 1: K fake_update on RealUM, Def. 2, then one
 generator_update on eq. 17) equals the naive loop written as the official RealUID code does it -- same losses,
 generator gradient and updates from the same weights and seed. Tiny U-Net, a few seconds; not the timing.
-Tolerances are bench.RTOL's, which state why they are what they are.
+Tolerances are bench.RTOL's, which state why they are what they are. Also: its one-line usage errors, --profile.
 """
 import copy
 
 import pytest
+import torch
 
 import bench
 
@@ -30,3 +31,20 @@ def test_check_fails_on_a_wrong_coefficient():
     passed, diffs = bench.check(ours, naive, batch, verbose=False)
     assert not passed
     assert diffs['fake losses, K steps'][0] > 1e-2
+
+
+@pytest.mark.parametrize('argv', [['--k', '0'], ['--iters', 'x'], ['--profile', '-1'], ['--device', 'tpu']]
+                         + ([['--device', 'cuda']] if not torch.cuda.is_available() else []))
+def test_bad_flags_are_one_line_and_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.get_args(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith('bench.py: error: ') and len(err.strip().splitlines()) == 1, err
+
+
+def test_profile_prints_where_one_iteration_goes(capsys):
+    bench.main(TINY + ['--iters', '1', '--warm', '0', '--profile', '5'])
+    out = capsys.readouterr().out
+    assert 'check: PASS' in out and 'ratio naive/ours' in out
+    table = out[out.index('profile of one iteration of ours, top 5 ops'):]
+    assert 'aten::' in table and 'Self CPU time total' in table
