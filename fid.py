@@ -306,6 +306,7 @@ def path_stats(path, get_net, batch_size=50, device='cpu'):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='FID between two image folders or .npz statistics (mu, sigma).')
+    parser.error = error
     parser.add_argument('paths', nargs='+', metavar='PATH', help='image folder, .npz with mu and sigma, or .npz of images arr_0')
     parser.add_argument('--batch-size', type=int, default=50)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
@@ -313,7 +314,15 @@ def main(argv=None):
     parser.add_argument('--save-stats', metavar='OUT.npz', help='save the statistics of the one PATH and exit')
     args = parser.parse_args(argv)
     if len(args.paths) != (1 if args.save_stats else 2):
-        parser.error('give two PATHs, or one PATH with --save-stats')
+        error('give two PATHs, or one PATH with --save-stats')
+    if args.batch_size < 1:
+        error(f'--batch-size must be >= 1, got {args.batch_size}')
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        error(f'--device {args.device} is not a torch device (e.g. cpu, cuda, cuda:1)')
+    if device.type == 'cuda' and not torch.cuda.is_available():
+        error(f'--device {args.device}: PyTorch sees no CUDA device here')
     net = None
 
     def get_net():  # loaded only if a folder needs it
@@ -327,9 +336,13 @@ def main(argv=None):
             np.savez(args.save_stats, mu=stats[0][0], sigma=stats[0][1])
             return
         print(f'FID: {frechet_distance(*stats[0], *stats[1])}')
-    except (OSError, ValueError, RuntimeError) as error:  # bad paths, images, weights: one line, no traceback
-        print(f'fid.py: error: {str(error).strip().splitlines()[0]}', file=sys.stderr)
-        sys.exit(2)
+    except (OSError, ValueError, RuntimeError) as e:  # bad paths, images, weights: one line, no traceback
+        error(str(e).strip().splitlines()[0])
+
+
+def error(message):  # the command's bad input: one line on stderr, exit 2 (argparse would add its usage)
+    print(f'fid.py: error: {message}', file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == '__main__':

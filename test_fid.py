@@ -401,6 +401,21 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, bad):  # in-process 
     assert exit_.value.code == 2 and len(stderr.strip().splitlines()) == 1 and str(named) in stderr
 
 
+@pytest.mark.parametrize('argv, says', [([], 'the following arguments are required: PATH'),
+                                        (['S'], 'give two PATHs, or one PATH with --save-stats'),
+                                        (['S', 'S', '--batch-size', '0'], '--batch-size must be >= 1, got 0'),
+                                        (['S', 'S', '--batch-size', 'x'], "invalid int value: 'x'"),
+                                        (['S', 'S', '--device', 'foo'], '--device foo is not a torch device'),
+                                        (['S', 'S', '--unknown'], 'unrecognized arguments: --unknown')])
+def test_cli_bad_flags_are_one_line_exit_2(tmp_path, capsys, argv, says):
+    stats = tmp_path / 'stats.npz'
+    np.savez(stats, mu=np.zeros(2), sigma=np.eye(2))
+    with pytest.raises(SystemExit) as exit_:
+        fid.main([str(stats) if a == 'S' else a for a in argv])
+    [line] = capsys.readouterr().err.strip().splitlines()                   # no usage block: one line
+    assert exit_.value.code == 2 and line.startswith('fid.py: error: ') and says in line, line
+
+
 def test_save_scatter_puts_each_point_at_its_pixel_in_its_class_colour(tmp_path):
     # extent 1, 11 px: pixel (i, j) holds x = -1 + 0.2 j, y = 1 - 0.2 i; outside points are dropped, not clipped
     x = torch.tensor([[-1.0, -1.0], [1.0, 1.0], [0.0, 0.0], [5.0, 0.0]])
