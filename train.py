@@ -129,9 +129,18 @@ def get_args(argv=None):
     args.warmup = 500 if args.warmup is None else args.warmup
     try:
         losses.check_coefficients(args.alpha, args.beta, args.gamma)
-        torch.device(args.device)
-    except (ValueError, RuntimeError) as e:
+    except ValueError as e:
         p.error(str(e))
+    try:
+        device = torch.device(args.device)
+    except RuntimeError:
+        p.error(f'--device {args.device} is not a torch device (e.g. cpu, cuda, cuda:1)')
+    if device.type not in ('cpu', 'cuda', 'mps'):
+        p.error(f'--device {args.device}: train.py runs on cpu, cuda or mps')
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        p.error(f'--device {args.device}: PyTorch sees {torch.cuda.device_count()} CUDA device(s) here')
+    if device.type == 'mps' and not torch.backends.mps.is_available():
+        p.error('--device mps: PyTorch sees no MPS device here')
     if args.loss == 'normalized' and (args.gamma is not None or args.param != 'standard' or args.sid_alpha != 0.5):
         p.error('--loss normalized takes no --gamma, --param or --sid-alpha (they belong to Def. 3 / eq. 34)')
     for flag in ('teacher', 'finetune'):
