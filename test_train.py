@@ -535,6 +535,18 @@ def test_unreadable_checkpoint_under_resume_is_named_and_kept(name, toy_teacher,
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize('name', ['ckpt.pt', 'teacher_ckpt.pt', 'metrics.jsonl'])
+def test_a_new_run_over_an_earlier_one_is_refused(name, tmp_path, capsys):
+    # without --resume a run would overwrite ckpt.pt / teacher_ckpt.pt at its first checkpoint and append its lines
+    # to the earlier metrics.jsonl
+    (tmp_path / name).write_bytes(b'earlier')
+    before = snapshot(tmp_path)
+    code = main(*TOY_QUICK, '--steps', 1, '--out', tmp_path)
+    assert_one_line_error(code, capsys.readouterr().err, 2, f'--out {tmp_path} holds an earlier run ({name}): '
+                          '--resume continues it')
+    assert snapshot(tmp_path) == before
+
+
 def test_checkpoint_of_another_run_under_resume_is_refused(toy_teacher, tmp_path, capsys):
     # a ckpt.pt written with --hidden 64 teacher, resumed with an unconditional 16-wide teacher: the mismatch named
     assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 1, '--out', tmp_path) == 0

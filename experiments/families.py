@@ -10,6 +10,7 @@ generator at initialisation, the generator and its EMA after 300 updates). Needs
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ def run(family, out):
     """The README's command for one family, unless `out` already holds its finished run -> its wall seconds."""
     path, timing = os.path.join(out, 'metrics.jsonl'), os.path.join(out, 'wall_seconds.txt')
     if not (os.path.isfile(path) and any(json.loads(line)['step'] == 300 for line in open(path))):
+        shutil.rmtree(out, ignore_errors=True)                  # an unfinished earlier run: start clean
         start = time.time()
         cmd = COMMAND.format(family=family, out=out).split()
         with open(out + '.log', 'w') as log:

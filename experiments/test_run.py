@@ -65,7 +65,8 @@ def test_commands_md_lists_every_job_as_a_valid_command_that_ran(quick_run):
     for line in commands:
         argv = shlex.split(line.replace('$RUNS', str(runs)))[1:]
         if argv[0] == 'train.py':
-            assert os.path.isfile(os.path.join(train.get_args(argv[1:]).out, 'metrics.jsonl'))
+            # --resume: the run is there, and without it train.py refuses to start a new one over it
+            assert os.path.isfile(os.path.join(train.get_args(argv[1:] + ['--resume']).out, 'metrics.jsonl'))
         else:
             args, _ = sample.get_args(argv[1:])
             assert os.path.isfile(os.path.join(args.out, 'samples.npz'))
