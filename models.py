@@ -293,6 +293,9 @@ def load_checkpoint_state(path, ema_key=None, teachers_only=False):
         raise ValueError(f'{path} is not a readable PyTorch checkpoint ({type(e).__name__})') from None
     if not isinstance(ckpt, dict):
         raise ValueError(f'{path} holds a {type(ckpt).__name__}, not a checkpoint dict')
+    if 'ranks' in ckpt and 'step' in ckpt:  # train.py's ckpt.pt / teacher_ckpt.pt: optimizers, RNGs, data position
+        raise ValueError(f"{path} is train.py's resumable training state (step {ckpt['step']}), not a network "
+                         "checkpoint: use the run's teacher.pt")
     config, flipped = None, True
     if 'teacher' in ckpt and isinstance(ckpt.get('config'), dict) and 'model' in ckpt['config']:
         fmt, key, config = 'ours', 'teacher', dict(ckpt['config']['model'])

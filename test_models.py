@@ -160,8 +160,10 @@ def test_loader_rejects_garbled_and_unknown_files(tmp_path):
     (tmp_path / 'garbled.pt').write_bytes(b'not a checkpoint at all')
     torch.save({'weights': [1, 2, 3]}, str(tmp_path / 'unknown.pt'))
     torch.save({'ema_model': unet(SMALL32).state_dict()}, str(tmp_path / 'small.pt'))
+    torch.save(dict(step=7, model=dict(SMALL32), net={}, ranks=[{}]), str(tmp_path / 'teacher_ckpt.pt'))  # train.py's
     for name, kwargs, message in [('missing.pt', {}, 'does not exist'), ('garbled.pt', {}, 'not a readable'),
                                   ('unknown.pt', {}, 'unrecognised checkpoint'),
+                                  ('teacher_ckpt.pt', {}, r"train.py's resumable training state \(step 7\)"),
                                   ('small.pt', {}, 'do not fit the model config'),  # CIFAR-10 size by default
                                   ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999), 'no dict of EMA decays')]:
         with pytest.raises(ValueError, match=message):
