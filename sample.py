@@ -201,7 +201,10 @@ def main(argv=None):
             die(f'--fid: {str(e).strip().splitlines()[0]}')
     for path in stale:
         os.remove(path)
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        die(f'--out {args.out}: cannot create that folder ({e.strerror})')
     pngs = image and not args.npz
     print(f'{args.checkpoint}: {what} | {interp.name} | {classes or "no"} classes | {args.n} samples of shape '
           f'{shape} on {device} -> {args.out}', flush=True)

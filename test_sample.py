@@ -337,6 +337,8 @@ BAD = {  # name -> (argv with {toy}/{image}/{tmp} placeholders, phrase of the on
     'fid_for_the_toy': (['{toy}/ckpt.pt', '--fid', '{tmp}/ref.npz'], '--fid needs images'),
     'grid_among_pngs': (['{image}/ckpt.pt', '--grid'], '--grid would put grid.png among the sample PNGs'),
     'out_not_empty': (['{toy}/ckpt.pt', '--out', '{tmp}/full'], 'is not empty (it holds keep.txt)'),
+    'out_is_a_file': (['{toy}/ckpt.pt', '--out', '{tmp}/notes.txt'], '--out {tmp}/notes.txt is a file, not a folder'),
+    'out_under_a_file': (['{toy}/ckpt.pt', '--out', '{tmp}/notes.txt/s'], 'cannot create that folder (Not a directory)'),
     'overwrite_of_other_files': (['{toy}/ckpt.pt', '--out', '{tmp}/full', '--overwrite'],
                                  'holds files sample.py does not write (e.g. keep.txt)'),
 }

@@ -469,6 +469,8 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'bad_device': (['--device', 'gpu0'], '--device gpu0 is not a torch device'),
     'device_not_for_training': (['--device', 'meta'], '--device meta: train.py runs on cpu, cuda or mps'),
     'cuda_index_out_of_range': (['--device', f'cuda:{torch.cuda.device_count()}'], 'CUDA device(s) here'),
+    'out_is_a_file': (['--out', '{tmp}/garbage.pt'], '--out {tmp}/garbage.pt: cannot create that folder (File exists)'),
+    'out_under_a_file': (['--out', '{tmp}/garbage.pt/run'], 'cannot create that folder (Not a directory)'),
     'missing_teacher': (['--teacher', '{tmp}/nope.pt'], 'teacher checkpoint {tmp}/nope.pt not found'),
     'missing_finetune': (['--finetune', '{tmp}/nope.pt'], 'finetune checkpoint {tmp}/nope.pt not found'),
     'unknown_interpolant': (['--interpolant', 'warp'], "invalid choice: 'warp'"),

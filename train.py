@@ -618,7 +618,12 @@ def main(argv=None):
         if args.batch_size % world:
             die(f'--batch-size {args.batch_size} is not divisible by the {world} ranks')
     torch.manual_seed(args.seed + rank)
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        die(f'--out {args.out}: cannot create that folder ({e.strerror})')
+    if not os.access(args.out, os.W_OK):
+        die(f'--out {args.out}: the folder is not writable')
     log = (lambda msg: print(msg, flush=True)) if rank == 0 else (lambda msg: None)
     interp = make_interpolant(args.interpolant)
     dataset, shape, num_classes = make_dataset(args)
