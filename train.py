@@ -148,7 +148,7 @@ def get_args(argv=None):
             p.error(f'{flag} checkpoint {getattr(args, flag)} not found')
     earlier = [f for f in ('ckpt.pt', 'teacher_ckpt.pt', 'metrics.jsonl') if os.path.isfile(os.path.join(args.out, f))]
     if earlier and not args.resume:                             # a new run there would overwrite them
-        p.error(f'--out {args.out} holds an earlier run ({", ".join(earlier)}): --resume continues it; '
+        p.error(f'--out {args.out} holds an earlier run ({", ".join(earlier)}): --resume continues it, '
                 f'or choose another --out')
     return args
 
