@@ -452,6 +452,7 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'batch_size_negative': (['--batch-size', '-4'], '--batch-size: must be an integer >= 1'),
     'steps_negative': (['--steps', '-1'], '--steps: must be an integer >= 0'),
     'steps_not_an_int': (['--steps', '1.5'], "--steps: invalid int value: '1.5'"),
+    'eval_samples_one': (['--eval-samples', '1'], '--eval-samples: must be an integer >= 2 (a covariance), got 1'),
     'nfe_negative': (['--nfe', '-1'], '--nfe: must be an integer >= 0'),
     'lr_negative': (['--lr=-1e-4'], '--lr: must be a positive number'),
     'lr_nan': (['--lr', 'nan'], '--lr: must be a positive number'),

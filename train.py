@@ -110,7 +110,8 @@ def get_args(argv=None):
     a('--layers', type=COUNT, default=3, help='MLP depth (toy)')
     a = p.add_argument_group('run').add_argument
     a('--eval-every', type=COUNT, default=None, help='steps between evaluations and checkpoints')
-    a('--eval-samples', type=COUNT, default=4000, help='samples for the cheap metrics (toy distances, pixel FD)')
+    a('--eval-samples', type=checked(int, lambda v: v >= 2, 'an integer >= 2 (a covariance)'), default=4000,
+      help='samples for the cheap metrics (toy distances, pixel FD)')
     a('--fid-samples', type=NONNEG, default=None, help='samples for FID (paper: 50 000); 0 disables FID')
     a('--fid-weights', default=None, help='pt_inception-2015-12-05-6726825d.pth (default: torch hub cache)')
     a('--out', default='runs/realuid')
