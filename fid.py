@@ -286,7 +286,10 @@ def path_stats(path, get_net, batch_size=50, device='cpu'):
     if path.endswith('.npz') and os.path.isfile(path):
         with np.load(path) as stats:
             if 'mu' in stats and 'sigma' in stats:
-                return stats['mu'], stats['sigma']
+                mu, sigma = stats['mu'], stats['sigma']
+                if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+                    raise ValueError(f'{path}: mu must be (d,) and sigma (d, d), got {mu.shape} and {sigma.shape}')
+                return mu, sigma
             if 'arr_0' not in stats:
                 raise ValueError(f'{path}: .npz has neither mu and sigma nor images arr_0 (keys: {", ".join(stats.files)})')
             images = stats['arr_0']
@@ -335,6 +338,9 @@ def main(argv=None):
         if args.save_stats:
             np.savez(args.save_stats, mu=stats[0][0], sigma=stats[0][1])
             return
+        (a, b), (mu_a, mu_b) = args.paths, (len(stats[0][0]), len(stats[1][0]))
+        if mu_a != mu_b:
+            error(f'the statistics have different dimensions: {mu_a} in {a}, {mu_b} in {b} (Inception features: 2048)')
         print(f'FID: {frechet_distance(*stats[0], *stats[1])}')
     except (OSError, ValueError, RuntimeError) as e:  # bad paths, images, weights: one line, no traceback
         error(str(e).strip().splitlines()[0])

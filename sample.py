@@ -194,9 +194,18 @@ def main(argv=None):
     if not image and args.grid and not hasattr(fid, 'save_scatter'):
         die('--grid of 2-D points needs fid.save_scatter, which this fid.py does not have')
     if args.fid:                                                # before sampling: weights and reference must load
+        inception = None
+
+        def get_net():                                          # loaded once, when first needed
+            nonlocal inception
+            inception = fid.load_inception(args.fid_weights, device) if inception is None else inception
+            return inception
+
         try:
-            inception = fid.load_inception(args.fid_weights, device)
-            reference = fid.path_stats(args.fid, lambda: inception, FID_BATCH, device)
+            reference = fid.path_stats(args.fid, get_net, FID_BATCH, device)
+            if len(reference[0]) != 2048:
+                die(f'--fid {args.fid}: statistics of dimension {len(reference[0])}, not the 2048 Inception features')
+            inception = get_net()
         except (fid.InceptionWeightsNotFound, ValueError, OSError) as e:
             die(f'--fid: {str(e).strip().splitlines()[0]}')
     for path in stale:

@@ -406,12 +406,15 @@ def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, bad):  # in-process 
                                         (['S', 'S', '--batch-size', '0'], '--batch-size must be >= 1, got 0'),
                                         (['S', 'S', '--batch-size', 'x'], "invalid int value: 'x'"),
                                         (['S', 'S', '--device', 'foo'], '--device foo is not a torch device'),
-                                        (['S', 'S', '--unknown'], 'unrecognized arguments: --unknown')])
+                                        (['S', 'S', '--unknown'], 'unrecognized arguments: --unknown'),
+                                        (['S', 'S8'], 'the statistics have different dimensions: 2 in'),
+                                        (['S', 'BAD'], 'mu must be (d,) and sigma (d, d), got (2,) and (3, 3)')])
 def test_cli_bad_flags_are_one_line_exit_2(tmp_path, capsys, argv, says):
-    stats = tmp_path / 'stats.npz'
-    np.savez(stats, mu=np.zeros(2), sigma=np.eye(2))
+    files = dict(S=(2, 2), S8=(8, 8), BAD=(2, 3))                         # mu (d,), sigma (d', d')
+    for name, (d, d2) in files.items():
+        np.savez(tmp_path / f'{name}.npz', mu=np.zeros(d), sigma=np.eye(d2))
     with pytest.raises(SystemExit) as exit_:
-        fid.main([str(stats) if a == 'S' else a for a in argv])
+        fid.main([str(tmp_path / f'{a}.npz') if a in files else a for a in argv])
     [line] = capsys.readouterr().err.strip().splitlines()                   # no usage block: one line
     assert exit_.value.code == 2 and line.startswith('fid.py: error: ') and says in line, line
 

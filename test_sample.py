@@ -334,6 +334,7 @@ BAD = {  # name -> (argv with {toy}/{image}/{tmp} placeholders, phrase of the on
     'contradicting_interpolant': (['{toy}/teacher.pt', '--interpolant', 'vp'], 'trained with --interpolant fm, not vp'),
     'fid_missing_weights': (['{image}/ckpt.pt', '--fid', '{tmp}/ref.npz', '--fid-weights', '{tmp}/none.pth'],
                             'Inception weights not found'),
+    'fid_reference_not_inception': (['{image}/ckpt.pt', '--fid', '{tmp}/small.npz'], 'statistics of dimension 2, not'),
     'fid_for_the_toy': (['{toy}/ckpt.pt', '--fid', '{tmp}/ref.npz'], '--fid needs images'),
     'grid_among_pngs': (['{image}/ckpt.pt', '--grid'], '--grid would put grid.png among the sample PNGs'),
     'out_not_empty': (['{toy}/ckpt.pt', '--out', '{tmp}/full'], 'is not empty (it holds keep.txt)'),
@@ -349,6 +350,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_disk_as_it_was(name, toy_ru
     (tmp_path / 'notes.txt').write_text('not a checkpoint\n')
     torch.save({'weights': [1, 2]}, tmp_path / 'other.pt')
     np.savez(tmp_path / 'ref.npz', mu=np.zeros(2048), sigma=np.eye(2048))
+    np.savez(tmp_path / 'small.npz', mu=np.zeros(2), sigma=np.eye(2))
     os.makedirs(tmp_path / 'full')
     (tmp_path / 'full' / 'keep.txt').write_text('keep me\n')
     argv, phrase = BAD[name]
