@@ -128,6 +128,15 @@ def get_args(argv=None):
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.warmup = 500 if args.warmup is None else args.warmup
+    if args.dataset != 'toy':                                   # the U-Net halves the image once per extra level
+        levels = [args.image_size >> i for i in range(len(args.channel_mult))]
+        if levels[-1] < 1:
+            p.error(f'--channel-mult has {len(levels)} levels; --image-size {args.image_size} allows at most '
+                    f'{args.image_size.bit_length()}')
+        missing = [r for r in args.attn.split(',') if r and int(r) not in levels]
+        if missing:
+            p.error(f"--attn {args.attn}: no U-Net level has size {missing[0]} (sizes {', '.join(map(str, levels))}; "
+                    "'' for no attention)")
     try:
         losses.check_coefficients(args.alpha, args.beta, args.gamma)
     except ValueError as e:
