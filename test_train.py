@@ -564,6 +564,16 @@ def test_checkpoint_of_another_run_under_resume_is_refused(toy_teacher, tmp_path
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize('steps', [2, 1])
+def test_resuming_a_finished_run_says_so_and_changes_nothing(steps, toy_teacher, tmp_path, capsys):
+    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 2, '--out', tmp_path) == 0
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', steps, '--out', tmp_path, '--resume') == 0
+    assert f'nothing to do: the run is at step 2, --steps is {steps}' in capsys.readouterr().out
+    assert snapshot(tmp_path) == before
+
+
 def test_finetune_checkpoint_without_generator_emas_is_refused(toy_teacher, tmp_path, capsys):
     (tmp_path / 'teacher_only.pt').write_bytes(open(toy_teacher, 'rb').read())
     code = main(*TOY_QUICK, '--teacher', toy_teacher, '--finetune', tmp_path / 'teacher_only.pt', '--out', tmp_path / 'o')

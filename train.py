@@ -571,6 +571,9 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
     if args.resume and os.path.isfile(ckpt_path):
         start = load_state(ckpt_path, stateful, data, rank)
         log(f'resumed from {ckpt_path} at step {start}')
+        if start >= args.steps:
+            log(f'nothing to do: the run is at step {start}, --steps is {args.steps}')
+            return
     checkpoint = lambda step: save_state(ckpt_path, step, stateful, data, device, ddp, world, rank, args=vars(args),
                                          model=config)
 
