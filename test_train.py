@@ -466,6 +466,14 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'attn_garbage': (['--attn', 'x'], '--attn: must be like 16 or 16,8, got x'),
     'sid_alpha_zero': (['--sid-alpha', '0'], '--sid-alpha: must be a positive number'),
     'gan_negative': (['--gan', '0.3', '-1'], '--gan: must be a number >= 0'),
+    'gan_infinite': (['--gan', 'inf', '1'], '--gan: must be a number >= 0, got inf'),
+    'seed_too_large': (['--seed', str(2 ** 64)], '--seed: must be in [0, 2**32)'),
+    'fid_samples_one': (['--fid-samples', '1'], '--fid-samples: must be 0 or an integer >= 2, got 1'),
+    'attention_width_not_heads': (['--dataset', 'folder', '--image-size', '16', '--channels', '80', '--channel-mult', '1',
+                                   '2'], 'gives 80 channels at an attention layer'),
+    'teacher_key_without_teacher': (['--teacher-key', '0.999'], '--teacher-key picks an EMA of an official --teacher'),
+    'teacher_keep_with_teacher': (['--cond', '--teacher', '{tmp}/cond.pt', '--teacher-keep', *['1'] * 8],
+                                  '--teacher-keep shapes a teacher trained here; {tmp}/cond.pt would be distilled'),
     'normalized_with_gamma': (['--loss', 'normalized', '--gamma', '0.5'], '--loss normalized takes no --gamma'),
     'bad_device': (['--device', 'gpu0'], '--device gpu0 is not a torch device'),
     'device_not_for_training': (['--device', 'meta'], '--device meta: train.py runs on cpu, cuda or mps'),
@@ -562,6 +570,73 @@ def test_checkpoint_of_another_run_under_resume_is_refused(toy_teacher, tmp_path
     code = main(*TOY_QUICK, '--teacher', other, '--steps', 2, '--out', tmp_path, '--resume')
     assert_one_line_error(code, capsys.readouterr().err, 2, f'checkpoint {tmp_path / "ckpt.pt"} does not fit this run')
     assert snapshot(tmp_path) == before
+
+
+def test_gan_under_torchrun_is_refused_before_anything_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv('RANK', '0')                             # what torchrun sets; checked before the process group
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    code = main(*TOY_QUICK, '--gan', 0.1, 0.1, '--out', tmp_path / 'out')
+    assert_one_line_error(code, capsys.readouterr().err, 2, '--gan is not supported under torchrun')
+    assert not os.path.exists(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('flags, says', [(['--hidden', 32], 'was distilled from another model (hidden 64 there, 32 here)'),
+                                         (['--interpolant', 'vp'], 'was trained with --interpolant fm, not vp')])
+def test_finetune_checkpoint_that_does_not_fit_is_refused_before_the_teacher_trains(flags, says, toy_teacher, tmp_path,
+                                                                                    capsys):
+    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 1, '--out', tmp_path / 'first') == 0
+    code = main(*TOY_QUICK, *TOY_TEACHER, *flags, '--steps', 1, '--finetune', tmp_path / 'first' / 'ckpt.pt',
+                '--out', tmp_path / 'second')
+    assert_one_line_error(code, capsys.readouterr().err, 2, f'--finetune checkpoint {tmp_path / "first" / "ckpt.pt"} '
+                          + says)
+    assert os.listdir(tmp_path / 'second') == []                # no teacher was trained first
+
+
+def test_teacher_checkpoint_past_teacher_steps_is_refused(tmp_path, monkeypatch, capsys):
+    real_um, calls = train.losses.um_loss, []
+
+    def crash_at_15(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return real_um(*args, **kwargs)
+
+    base = ['--dataset', 'toy', '--hidden', 16, '--teacher-batch-size', 32, '--eval-every', 10, '--out', tmp_path]
+    monkeypatch.setattr(train.losses, 'um_loss', crash_at_15)
+    with pytest.raises(KeyboardInterrupt):
+        main(*base, '--teacher-steps', 40)
+    monkeypatch.setattr(train.losses, 'um_loss', real_um)
+    before = snapshot(tmp_path)
+    code = main(*base, '--teacher-steps', 5, '--resume')
+    assert_one_line_error(code, capsys.readouterr().err, 2, f'{tmp_path / "teacher_ckpt.pt"} is at step 10, past '
+                          '--teacher-steps 5')
+    assert snapshot(tmp_path) == before
+
+
+def test_metrics_jsonl_is_strict_json_with_null_for_non_finite_values(tmp_path):
+    args = train.get_args(['--dataset', 'toy', '--out', str(tmp_path)])
+    train.record(args, lambda line: None, step=1, metrics={'g': {'fd': float('nan'), 'swd': float('inf')}}, x=0.5)
+
+    def refuse(constant):
+        raise ValueError(f'not JSON: {constant}')
+    entry = json.loads((tmp_path / 'metrics.jsonl').read_text(), parse_constant=refuse)
+    assert entry == {'step': 1, 'metrics': {'g': {'fd': None, 'swd': None}}, 'x': 0.5}
+
+
+def test_fid_cache_of_an_image_folder_is_kept_out_of_the_folder(image_folder, tmp_path, monkeypatch):
+    # inside the folder, fid_stats/ would be read as an (empty) class folder by the next run on it
+    caches = []
+
+    def dataset_stats(name, data, cache_dir, *args, **kwargs):
+        caches.append(cache_dir)
+        return np.zeros(4), np.eye(4)
+    monkeypatch.setattr(train.fid, 'load_inception', lambda *args, **kwargs: None)
+    monkeypatch.setattr(train.fid, 'dataset_stats', dataset_stats)
+    monkeypatch.setattr(train.fid, 'generator_stats', lambda *args, **kwargs: (np.zeros(4), np.eye(4)))
+    before = sorted(os.listdir(image_folder))
+    assert main('--dataset', 'folder', '--data-dir', image_folder, *IMAGE_QUICK, '--fid-samples', 4, '--steps', 1,
+                '--out', tmp_path) == 0
+    assert caches == [str(tmp_path)] and sorted(os.listdir(image_folder)) == before
 
 
 @pytest.mark.parametrize('steps', [2, 1])

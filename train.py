@@ -74,7 +74,7 @@ def get_args(argv=None):
     a('--gamma', type=float, default=None, help='General RealUID quadratic split (Def. 3); default alpha')
     a('--param', choices=['standard', 'beta'], default='standard', help='delta = f*-f or beta(f*-f) (App. A.2)')
     a('--sid-alpha', type=RATE, default=0.5, help='RealSiD generator coefficient (eq. 34); 0.5 is exact RealUID')
-    a('--gan', type=checked(float, lambda v: v >= 0, 'a number >= 0'), nargs=2, metavar=('GEN', 'DISC'), help='UID+GAN (eq. 8) weights')
+    a('--gan', type=checked(float, lambda v: 0 <= v < math.inf, 'a number >= 0'), nargs=2, metavar=('GEN', 'DISC'), help='UID+GAN (eq. 8) weights')
     a('--cond', action='store_true', help='class-conditional teacher, fake and generator')
     a('--interpolant', choices=sorted(INTERPOLANTS), default='fm')
     a = p.add_argument_group('data').add_argument
@@ -112,10 +112,11 @@ def get_args(argv=None):
     a('--eval-every', type=COUNT, default=None, help='steps between evaluations and checkpoints')
     a('--eval-samples', type=checked(int, lambda v: v >= 2, 'an integer >= 2 (a covariance)'), default=4000,
       help='samples for the cheap metrics (toy distances, pixel FD)')
-    a('--fid-samples', type=NONNEG, default=None, help='samples for FID (paper: 50 000); 0 disables FID')
+    a('--fid-samples', type=checked(int, lambda v: v == 0 or v >= 2, '0 or an integer >= 2'), default=None,
+      help='samples for FID (paper: 50 000); 0 disables FID')
     a('--fid-weights', default=None, help='pt_inception-2015-12-05-6726825d.pth (default: torch hub cache)')
     a('--out', default='runs/realuid')
-    a('--seed', type=int, default=0)
+    a('--seed', type=checked(int, lambda v: 0 <= v < 2 ** 32, 'in [0, 2**32)'), default=0)
     a('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     a('--amp', choices=['none', 'bf16'], default='none', help='bf16 autocast of all forwards (fp32 weights, losses)')
     a('--compile', action='store_true', help='torch.compile the networks')
@@ -133,10 +134,16 @@ def get_args(argv=None):
         if levels[-1] < 1:
             p.error(f'--channel-mult has {len(levels)} levels; --image-size {args.image_size} allows at most '
                     f'{args.image_size.bit_length()}')
-        missing = [r for r in args.attn.split(',') if r and int(r) not in levels]
-        if missing:
-            p.error(f"--attn {args.attn}: no U-Net level has size {missing[0]} (sizes {', '.join(map(str, levels))}; "
-                    "'' for no attention)")
+        sizes = [int(r) for r in args.attn.split(',') if r]
+        if any(r not in levels for r in sizes):
+            p.error(f"--attn {args.attn}: no U-Net level has size {next(r for r in sizes if r not in levels)} (sizes "
+                    f"{', '.join(map(str, levels))}; '' for no attention)")
+        widths = [args.channels * m for m, r in zip(args.channel_mult, levels) if r in sizes]
+        widths.append(args.channels * args.channel_mult[-1])     # the middle block's attention
+        if args.channels >= 64 and any(w % 64 for w in widths):   # model_config: 64-channel heads from 64 up
+            p.error(f'--channels {args.channels} with --channel-mult {" ".join(map(str, args.channel_mult))} gives '
+                    f'{next(w for w in widths if w % 64)} channels at an attention layer: from 64 channels on, attention '
+                    'heads are 64 wide, so these widths must be multiples of 64')
     try:
         losses.check_coefficients(args.alpha, args.beta, args.gamma)
     except ValueError as e:
@@ -156,6 +163,14 @@ def get_args(argv=None):
     for flag in ('teacher', 'finetune'):
         if getattr(args, flag) and not os.path.isfile(getattr(args, flag)):
             p.error(f'{flag} checkpoint {getattr(args, flag)} not found')
+    if args.teacher_key and not args.teacher:
+        p.error('--teacher-key picks an EMA of an official --teacher checkpoint; without --teacher, train.py trains '
+                'its own (or reads OUT/teacher.pt)')
+    if args.teacher_keep and (args.teacher or os.path.isfile(os.path.join(args.out, 'teacher.pt')) and not args.resume):
+        p.error(f'--teacher-keep shapes a teacher trained here; {args.teacher or os.path.join(args.out, "teacher.pt")} '
+                'would be distilled instead')
+    if args.gan and 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
+        p.error('--gan is not supported under torchrun (the head reads the fake outside its DDP wrapper)')
     earlier = [f for f in ('ckpt.pt', 'teacher_ckpt.pt', 'metrics.jsonl') if os.path.isfile(os.path.join(args.out, f))]
     if earlier and not args.resume:                             # a new run there would overwrite them
         p.error(f'--out {args.out} holds an earlier run ({", ".join(earlier)}): --resume continues it, '
@@ -360,7 +375,8 @@ def stop_if_not_finite(step, ckpt_path, **values):
     for name, value in values.items():
         if not math.isfinite(value):
             kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
-            die(f'non-finite {name} loss ({value}) at step {step}{kept}', code=3)
+            what = 'generator gradient norm' if name == 'gen_grad' else f'{name} loss'
+            die(f'non-finite {what} ({value}) at step {step}{kept}', code=3)
 
 
 def progress(log, phase, step, total, rate, **values):
@@ -384,7 +400,9 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
         ref = toy_data(n, seed=4321, balanced=args.cond)[0] if toy else torch.stack([dataset[i][0] for i in idx])
         if args.fid_samples and not toy:
             inception = fid.load_inception(args.fid_weights, device)
-            cache = os.path.join(args.data_dir, 'fid_stats') if os.access(args.data_dir, os.W_OK) else args.out
+            # CIFAR-10's root can hold the cache for every run; an image folder cannot (a class folder to the loader)
+            cache = (os.path.join(args.data_dir, 'fid_stats') if args.dataset == 'cifar10' and
+                     os.access(args.data_dir, os.W_OK) else args.out)
             loader = torch.utils.data.DataLoader(dataset, batch_size=250, num_workers=args.workers)
             fid_ref = fid.dataset_stats(args.dataset, loader, cache, args.image_size, net=inception, device=device)
     except fid.InceptionWeightsNotFound as e:
@@ -416,10 +434,16 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
     return evaluate
 
 
+def finite_or_none(obj):
+    if isinstance(obj, dict):
+        return {k: finite_or_none(v) for k, v in obj.items()}
+    return None if isinstance(obj, float) and not math.isfinite(obj) else obj
+
+
 def record(args, log, **entry):
     """One JSON object per evaluation in OUT/metrics.jsonl, and the same as a progress line."""
     with open(os.path.join(args.out, 'metrics.jsonl'), 'a') as f:
-        f.write(json.dumps(entry) + '\n')
+        f.write(json.dumps(finite_or_none(entry), allow_nan=False) + '\n')   # NaN/inf -> null: strict JSON
     short = json.loads(json.dumps(entry), parse_float=lambda v: float(f'{float(v):.4g}'))     # 4 digits on screen
     log(json.dumps(short, separators=(' ', '=')).replace('"', ''))
 
@@ -445,6 +469,8 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
     stateful, start = dict(net=net, ema=ema, opt=opt, sched=sched), 0
     if args.resume and os.path.isfile(ckpt_path):
         start = load_state(ckpt_path, stateful, data, rank)
+        if start > args.teacher_steps:
+            die(f'{ckpt_path} is at step {start}, past --teacher-steps {args.teacher_steps}')
         log(f'resumed the teacher from {ckpt_path} at step {start}')
     t0 = last = time.time()
     for step in range(start + 1, args.teacher_steps + 1):
@@ -536,6 +562,21 @@ def generator_update(args, interp, nets, opt, sched, z, y):
     return loss.detach(), grad_norm.detach()
 
 
+def finetune_start(args, config):
+    """--finetune CKPT -> its largest-decay generator EMA, once CKPT is known to fit this run (model, interpolant)."""
+    ckpt, name = load_checkpoint(args.finetune, '--finetune checkpoint'), f'--finetune checkpoint {args.finetune}'
+    if not isinstance(ckpt, dict) or not ckpt.get('emas') or 'model' not in ckpt:
+        die(f'{name} has no generator EMAs (expected a train.py ckpt.pt)')
+    other = {k for k in {*config, *ckpt['model']} if config.get(k) != ckpt['model'].get(k)}
+    if other:
+        die(f'{name} was distilled from another model (' + ', '.join(f'{k} {ckpt["model"].get(k)} there, '
+                                                                    f'{config.get(k)} here' for k in sorted(other)) + ')')
+    recorded = (ckpt.get('args') or {}).get('interpolant', args.interpolant)
+    if recorded != args.interpolant:
+        die(f'{name} was trained with --interpolant {recorded}, not {args.interpolant}')
+    return ckpt['emas'][max(ckpt['emas'], key=float)]
+
+
 def distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log):
     classes, ckpt_path = num_classes if args.cond else None, os.path.join(args.out, 'ckpt.pt')
     teacher = interp.precondition(teacher_net)
@@ -543,19 +584,11 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
     fake_net = models.build_model(config).to(device)            # random init (App. D.1)
     fake = interp.precondition(fake_net)
     if args.finetune:                                           # App. D.2: generator from an EMA, fake from teacher
-        ckpt = load_checkpoint(args.finetune, '--finetune checkpoint')
-        if not isinstance(ckpt, dict) or not ckpt.get('emas'):
-            die(f'--finetune checkpoint {args.finetune} has no generator EMAs (expected a train.py ckpt.pt)')
-        try:
-            generator.load_state_dict(ckpt['emas'][max(ckpt['emas'], key=float)])
-        except RuntimeError as e:
-            die(f'--finetune checkpoint {args.finetune} does not fit the teacher ({str(e).splitlines()[0]})')
+        generator.load_state_dict(finetune_start(args, config))
         fake.load_state_dict(teacher.state_dict())
     for m in (*generator.modules(), *fake.modules()):
         if isinstance(m, nn.Dropout):                           # App. D.1: no dropout in generator and fake
             m.p = 0.0
-    if args.gan and ddp:
-        die('--gan is not supported under torchrun (the head reads the fake outside its DDP wrapper)')
     head = nn.Linear(fake_net.feature_dim, 1).to(device) if args.gan else None    # on models' features()
     nets = SimpleNamespace(teacher=torch.compile(teacher) if args.compile else teacher, generator=generator,
                            gen=wrap(generator, args, device, ddp), fake=wrap(fake, args, device, ddp), fake_raw=fake,
@@ -647,6 +680,8 @@ def main(argv=None):
 
     teacher_path = args.teacher or os.path.join(args.out, 'teacher.pt')
     if not args.teacher and not os.path.isfile(teacher_path):
+        if args.finetune:                                       # before hours of teacher training, not after
+            finetune_start(args, model_config(args, shape, num_classes))
         train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
         if ddp:
             dist.barrier()                                      # every rank then loads rank 0's file: one teacher
