@@ -142,6 +142,8 @@ def _sum_sqrt_eigvals(inner):  # Tr inner^1/2 of a PSD matrix known up to roundi
 def feature_stats(features):
     """(N, D) features -> (mu (D,), sigma (D, D)) in float64, unbiased covariance."""
     features = np.asarray(features, dtype=np.float64)
+    if len(features) < 2:  # np.cov of one sample: NaN with RuntimeWarnings, then an obscure linalg error
+        raise ValueError(f'statistics need at least 2 samples, got {len(features)}')
     return features.mean(axis=0), np.cov(features, rowvar=False)
 
 
@@ -280,28 +282,47 @@ def read_image(path):
         raise ValueError(f'{path}: cannot read image ({reason})') from error
 
 
+def read_npz(path):
+    """The arrays of an .npz -> {name: array}; ValueError naming the file in one line (truncated, objects, ...)."""
+    try:
+        data = np.load(path)
+        if not hasattr(data, 'files'):  # an .npy array (or pickle) renamed
+            raise ValueError(f'a single {type(data).__name__}, not an archive of named arrays')
+        with data:
+            return {k: data[k] for k in data.files}
+    except Exception as error:  # BadZipFile, pickled object arrays, OSError, an .npy file named .npz, ...
+        reason = ' '.join(str(error).split()) or type(error).__name__
+        raise ValueError(f'{path}: cannot read .npz ({reason})') from error
+
+
 def path_stats(path, get_net, batch_size=50, device='cpu'):
     """(mu, sigma) of an .npz of statistics (mu, sigma) or of images (arr_0 uint8 (N, H, W, 3)), or of a folder of
     images; ValueError with one line on bad input."""
     if path.endswith('.npz') and os.path.isfile(path):
-        with np.load(path) as stats:
-            if 'mu' in stats and 'sigma' in stats:
-                mu, sigma = stats['mu'], stats['sigma']
-                if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
-                    raise ValueError(f'{path}: mu must be (d,) and sigma (d, d), got {mu.shape} and {sigma.shape}')
-                return mu, sigma
-            if 'arr_0' not in stats:
-                raise ValueError(f'{path}: .npz has neither mu and sigma nor images arr_0 (keys: {", ".join(stats.files)})')
-            images = stats['arr_0']
+        stats = read_npz(path)
+        if 'mu' in stats and 'sigma' in stats:
+            mu, sigma = stats['mu'], stats['sigma']
+            if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+                raise ValueError(f'{path}: mu must be (d,) and sigma (d, d), got {mu.shape} and {sigma.shape}')
+            return mu, sigma
+        if 'arr_0' not in stats:
+            raise ValueError(f'{path}: .npz has neither mu and sigma nor images arr_0 (keys: {", ".join(stats)})')
+        images = stats['arr_0']
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3 or len(images) == 0:
             raise ValueError(f'{path}: arr_0 must be uint8 images (N, H, W, 3), got {images.dtype} {images.shape}')
+        if len(images) < 2:  # before the network loads
+            raise ValueError(f'{path}: statistics need at least 2 samples, got 1 image')
         batches = (uint8_to_images(images[i:i + batch_size]) for i in range(0, len(images), batch_size))
         return feature_stats(inception_features(get_net(), batches, device))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f'{path}: not a folder of images or an .npz file')
     if not os.path.isdir(path):
         raise ValueError(f'{path}: no such image folder or .npz file')
     dataset = ImageFolder(path)
     if len(dataset) == 0:
         raise ValueError(f'{path}: no images ({"/".join(sorted(IMAGE_EXTENSIONS))}) found')
+    if len(dataset) < 2:  # before the network loads
+        raise ValueError(f'{path}: statistics need at least 2 samples, got 1 image')
     batches = iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size))  # no workers: errors stay one line
     first = next(batches)  # read before the network loads: a bad image among the first fails without a download
     return feature_stats(inception_features(get_net(), itertools.chain([first], batches), device))

@@ -386,19 +386,43 @@ def test_cli_unreadable_image_is_one_line_exit_2(tmp_path):
     assert line.startswith(f'fid.py: error: {bad}: cannot read image (')
 
 
-@pytest.mark.parametrize('bad', ['empty_folder', 'npz_without_stats', 'missing_weights'])
+BAD_INPUT = {  # name -> (PATH, phrase of the one line), files written by the test below; missing weights throughout
+    'empty_folder': ('empty_folder', 'empty_folder: no images'),
+    'npz_without_stats': ('npz_without_stats.npz', 'npz_without_stats.npz: .npz has neither mu and sigma'),
+    'missing_weights': ('images', 'missing.pth'),
+    'truncated_npz': ('truncated.npz', 'truncated.npz: cannot read .npz (File is not a zip file)'),
+    'object_npz': ('object.npz', 'object.npz: cannot read .npz (Object arrays cannot be loaded'),
+    'npy_named_npz': ('npy.npz', 'npy.npz: cannot read .npz (a single ndarray, not an archive of named arrays)'),
+    'plain_file': ('notes.txt', 'notes.txt: not a folder of images or an .npz file'),
+    'one_image': ('one_image', 'one_image: statistics need at least 2 samples, got 1 image'),
+    'one_image_npz': ('one_image.npz', 'one_image.npz: statistics need at least 2 samples, got 1 image'),
+}
+
+
+@pytest.mark.parametrize('bad', BAD_INPUT)
 def test_cli_bad_input_is_one_line_exit_2(tmp_path, capsys, bad):  # in-process main(): same code path, no startup
     os.makedirs(tmp_path / 'empty_folder')
     np.savez(tmp_path / 'npz_without_stats.npz', x=np.zeros(3))
-    images = write_pngs(tmp_path / 'images', seed=0, count=1)
+    write_pngs(tmp_path / 'images', seed=0, count=2)
+    write_pngs(tmp_path / 'one_image', seed=0, count=1)
+    np.savez(tmp_path / 'images.npz', arr_0=np.zeros((8, 32, 32, 3), np.uint8))
+    (tmp_path / 'truncated.npz').write_bytes((tmp_path / 'images.npz').read_bytes()[:5000])   # a killed writer's
+    np.savez(tmp_path / 'object.npz', mu=np.array([None, 1]), sigma=np.eye(2))
+    np.save(tmp_path / 'npy.npy', np.zeros(3))
+    os.rename(tmp_path / 'npy.npy', tmp_path / 'npy.npz')
+    np.savez(tmp_path / 'one_image.npz', arr_0=np.zeros((1, 32, 32, 3), np.uint8))
+    (tmp_path / 'notes.txt').write_text('not images\n')
     weights = tmp_path / 'missing.pth'  # an explicit --weights path is never downloaded to, so this stays offline
-    path, named = {'empty_folder': (tmp_path / 'empty_folder',) * 2,
-                   'npz_without_stats': (tmp_path / 'npz_without_stats.npz',) * 2,
-                   'missing_weights': (images, weights)}[bad]
+    name, says = BAD_INPUT[bad]
     with pytest.raises(SystemExit) as exit_:
-        fid.main([str(path), str(path), '--weights', str(weights)])
-    stderr = capsys.readouterr().err
-    assert exit_.value.code == 2 and len(stderr.strip().splitlines()) == 1 and str(named) in stderr
+        fid.main([str(tmp_path / name), str(tmp_path / name), '--weights', str(weights)])
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and line.startswith('fid.py: error: ') and says in line, line
+
+
+def test_feature_stats_refuses_a_single_sample():  # np.cov of one row is NaN, with warnings
+    with pytest.raises(ValueError, match='statistics need at least 2 samples, got 1'):
+        fid.feature_stats(np.ones((1, 5)))
 
 
 @pytest.mark.parametrize('argv, says', [([], 'the following arguments are required: PATH'),
@@ -413,10 +437,12 @@ def test_cli_bad_flags_are_one_line_exit_2(tmp_path, capsys, argv, says):
     files = dict(S=(2, 2), S8=(8, 8), BAD=(2, 3))                         # mu (d,), sigma (d', d')
     for name, (d, d2) in files.items():
         np.savez(tmp_path / f'{name}.npz', mu=np.zeros(d), sigma=np.eye(d2))
+    before = {f: (tmp_path / f).read_bytes() for f in os.listdir(tmp_path)}
     with pytest.raises(SystemExit) as exit_:
         fid.main([str(tmp_path / f'{a}.npz') if a in files else a for a in argv])
     [line] = capsys.readouterr().err.strip().splitlines()                   # no usage block: one line
-    assert exit_.value.code == 2 and line.startswith('fid.py: error: ') and says in line, line
+    assert exit_.value.code == 2 and line.startswith('fid.py: error: ') and says.format(tmp=tmp_path) in line, line
+    assert {f: (tmp_path / f).read_bytes() for f in os.listdir(tmp_path)} == before   # nothing written or replaced
 
 
 def test_save_scatter_puts_each_point_at_its_pixel_in_its_class_colour(tmp_path):
