@@ -341,6 +341,14 @@ def main(argv=None):
         error('give two PATHs, or one PATH with --save-stats')
     if args.batch_size < 1:
         error(f'--batch-size must be >= 1, got {args.batch_size}')
+    if args.save_stats:  # before any feature is computed; never replaces a file (e.g. the reference statistics)
+        out, folder = args.save_stats, os.path.dirname(args.save_stats) or '.'
+        if os.path.isdir(out) or not out.endswith('.npz'):
+            error(f'--save-stats {out}: give a file name ending in .npz')
+        if os.path.lexists(out):
+            error(f'--save-stats {out} exists: remove it or choose another name')
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            error(f'--save-stats {out}: {folder} is not a writable folder')
     try:
         device = torch.device(args.device)
     except RuntimeError:
@@ -357,7 +365,13 @@ def main(argv=None):
     try:
         stats = [path_stats(path, get_net, args.batch_size, args.device) for path in args.paths]
         if args.save_stats:
-            np.savez(args.save_stats, mu=stats[0][0], sigma=stats[0][1])
+            tmp = f'{args.save_stats}.{os.getpid()}.tmp.npz'
+            try:
+                np.savez(tmp, mu=stats[0][0], sigma=stats[0][1])
+                os.replace(tmp, args.save_stats)  # atomic: a killed run leaves no half-written statistics
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
             return
         (a, b), (mu_a, mu_b) = args.paths, (len(stats[0][0]), len(stats[1][0]))
         if mu_a != mu_b:

@@ -332,6 +332,7 @@ def test_dataset_stats_cached_once(tmp_path, monkeypatch):
 def test_cli_two_folders_then_saved_stats_against_same_folder_is_zero(tmp_path, hub_home):
     folder_a, folder_b = write_pngs(tmp_path / 'a', seed=0), write_pngs(tmp_path / 'b', seed=1)
     assert run_cli(folder_a, '--save-stats', tmp_path / 'a.npz', torch_home=hub_home).returncode == 0
+    assert sorted(os.listdir(tmp_path)) == ['a', 'a.npz', 'b']                 # no temporary file left
     result = run_cli(folder_a, folder_b, '--batch-size', 3, torch_home=hub_home)
     assert result.returncode == 0, result.stderr
     distance = float(result.stdout.split('FID:')[1])
@@ -426,6 +427,10 @@ def test_feature_stats_refuses_a_single_sample():  # np.cov of one row is NaN, w
 
 
 @pytest.mark.parametrize('argv, says', [([], 'the following arguments are required: PATH'),
+                                        (['TRUNC', '--save-stats', 'S'], 'S.npz exists: remove it or choose another'),
+                                        (['S', '--save-stats', '{tmp}'], 'give a file name ending in .npz'),
+                                        (['S', '--save-stats', '{tmp}/out'], 'give a file name ending in .npz'),
+                                        (['S', '--save-stats', '{tmp}/no/s.npz'], '{tmp}/no is not a writable folder'),
                                         (['S'], 'give two PATHs, or one PATH with --save-stats'),
                                         (['S', 'S', '--batch-size', '0'], '--batch-size must be >= 1, got 0'),
                                         (['S', 'S', '--batch-size', 'x'], "invalid int value: 'x'"),
@@ -437,12 +442,32 @@ def test_cli_bad_flags_are_one_line_exit_2(tmp_path, capsys, argv, says):
     files = dict(S=(2, 2), S8=(8, 8), BAD=(2, 3))                         # mu (d,), sigma (d', d')
     for name, (d, d2) in files.items():
         np.savez(tmp_path / f'{name}.npz', mu=np.zeros(d), sigma=np.eye(d2))
+    (tmp_path / 'TRUNC.npz').write_bytes(b'PK\x03\x04 truncated')         # --save-stats is checked before reading
     before = {f: (tmp_path / f).read_bytes() for f in os.listdir(tmp_path)}
     with pytest.raises(SystemExit) as exit_:
-        fid.main([str(tmp_path / f'{a}.npz') if a in files else a for a in argv])
+        fid.main([str(tmp_path / f'{a}.npz') if a in [*files, 'TRUNC'] else a.format(tmp=tmp_path) for a in argv])
     [line] = capsys.readouterr().err.strip().splitlines()                   # no usage block: one line
     assert exit_.value.code == 2 and line.startswith('fid.py: error: ') and says.format(tmp=tmp_path) in line, line
     assert {f: (tmp_path / f).read_bytes() for f in os.listdir(tmp_path)} == before   # nothing written or replaced
+
+
+def test_save_stats_writes_the_file_whole_or_not_at_all(tmp_path, capsys, monkeypatch):
+    np.savez(tmp_path / 'S.npz', mu=np.zeros(2), sigma=np.eye(2))
+    savez = np.savez
+
+    def full_disk(file, **arrays):  # writes a little, then fails as a full disk (or a kill) would
+        with open(file, 'wb') as f:
+            f.write(b'PK\x03\x04')
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(np, 'savez', full_disk)
+    with pytest.raises(SystemExit) as exit_:
+        fid.main([str(tmp_path / 'S.npz'), '--save-stats', str(tmp_path / 'out.npz')])
+    assert exit_.value.code == 2 and 'No space left on device' in capsys.readouterr().err
+    assert os.listdir(tmp_path) == ['S.npz']                                  # no half file, no temporary left
+    monkeypatch.setattr(np, 'savez', savez)
+    fid.main([str(tmp_path / 'S.npz'), '--save-stats', str(tmp_path / 'out.npz')])
+    assert sorted(os.listdir(tmp_path)) == ['S.npz', 'out.npz']
+    assert np.array_equal(fid.path_stats(str(tmp_path / 'out.npz'), None)[1], np.eye(2))
 
 
 def test_save_scatter_puts_each_point_at_its_pixel_in_its_class_colour(tmp_path):
