@@ -282,6 +282,13 @@ def is_state_dict(obj):
     return isinstance(obj, dict) and len(obj) > 0 and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
+def same_decay(key, ema_key):  # numerically: '0.9990' and 0.999 find '0.999'; other keys only by their text
+    try:
+        return float(key) == float(ema_key)
+    except (TypeError, ValueError):
+        return str(key) == str(ema_key)
+
+
 def load_checkpoint_state(path, ema_key=None, teachers_only=False):
     # -> (state dict, info {'format', 'key', 'config' (ours only, else None), 'flipped', 'dropped',
     #     'trained' (ours: the recorded training arguments, e.g. {'interpolant': 'fm', ...}; else {})})
@@ -304,11 +311,11 @@ def load_checkpoint_state(path, ema_key=None, teachers_only=False):
         name = next(k for k in EMA_DICTS if k in ckpt)
         emas = ckpt[name] if isinstance(ckpt[name], dict) else {}
         try:
-            decay = max(emas, key=float) if ema_key is None else str(ema_key)
+            decay = max(emas, key=float) if ema_key is None else next((k for k in emas if same_decay(k, ema_key)), None)
         except (TypeError, ValueError):
             raise ValueError(f"{path}: '{name}' is not a dict keyed by EMA decay") from None
-        if decay not in emas:
-            raise ValueError(f"{path}: no EMA decay {decay} in '{name}' (has {', '.join(sorted(emas))})")
+        if decay is None:
+            raise ValueError(f"{path}: no EMA decay {ema_key} in '{name}' (has {', '.join(sorted(map(str, emas)))})")
         fmt, key, state = 'realuid', f'{name}/{decay}', emas[decay]
     elif any(k in ckpt for k in SINGLE_NETS):
         key = next(k for k in SINGLE_NETS if k in ckpt)

@@ -107,7 +107,8 @@ def test_loader_picks_largest_official_ema_and_drops_gan_head(tmp_path):
     path = str(tmp_path / 'cifar10_uncond_FM_400000.pt')
     torch.save({'net_model': v['0.999'].state_dict(), 'ema_models': emas, 'sched': {}, 'optim': {}, 'step': 1}, path)
     t, x, _ = batch(SMALL32)
-    for ema_key, expected in [(None, '0.9999'), (0.999, '0.999'), ('0.9996', '0.9996')]:
+    for ema_key, expected in [(None, '0.9999'), (0.999, '0.999'), ('0.9996', '0.9996'), ('0.9990', '0.999'),
+                              ('0.99990', '0.9999')]:  # decays match as numbers, as sample.py --ema does
         teacher, info = load_teacher(path, ema_key=ema_key, **SMALL_OVERRIDES)
         assert (info['format'], info['key'], info['dropped']) == \
             ('realuid', f'ema_models/{expected}', ['cls_pred_branch.0.weight'])
@@ -161,11 +162,14 @@ def test_loader_rejects_garbled_and_unknown_files(tmp_path):
     torch.save({'weights': [1, 2, 3]}, str(tmp_path / 'unknown.pt'))
     torch.save({'ema_model': unet(SMALL32).state_dict()}, str(tmp_path / 'small.pt'))
     torch.save(dict(step=7, model=dict(SMALL32), net={}, ranks=[{}]), str(tmp_path / 'teacher_ckpt.pt'))  # train.py's
+    torch.save({'ema_models': {'best': {}, 0.999: {}}}, str(tmp_path / 'named.pt'))  # keys: no number, a float
     for name, kwargs, message in [('missing.pt', {}, 'does not exist'), ('garbled.pt', {}, 'not a readable'),
                                   ('unknown.pt', {}, 'unrecognised checkpoint'),
                                   ('teacher_ckpt.pt', {}, r"train.py's resumable training state \(step 7\)"),
                                   ('small.pt', {}, 'do not fit the model config'),  # CIFAR-10 size by default
-                                  ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999), 'no dict of EMA decays')]:
+                                  ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999), 'no dict of EMA decays'),
+                                  ('named.pt', dict(ema_key='0.5'), r"no EMA decay 0.5 in 'ema_models' \(has 0.999, b"),
+                                  ('named.pt', {}, "'ema_models' is not a dict keyed by EMA decay")]:
         with pytest.raises(ValueError, match=message):
             load_teacher(str(tmp_path / name), **kwargs)
     with pytest.raises(ValueError, match='not a readable'):
