@@ -50,7 +50,14 @@ def count(text):
     return value
 
 
-count.__name__ = 'int'                                          # "invalid int value: 'x'" for unparsable text
+def seed(text):
+    value = int(text)
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f'must be an integer in [0, 2**32), got {text}')
+    return value
+
+
+count.__name__ = seed.__name__ = 'int'                          # "invalid int value: 'x'" for unparsable text
 
 
 def get_args(argv=None):
@@ -69,7 +76,7 @@ def get_args(argv=None):
     a('--grid', action='store_true',
       help='also grid.png: a row of 10 per class (conditional), else 10x10 (images: with --npz); toy: a scatter')
     a('--batch-size', type=count, default=500, help='samples per forward (default %(default)s)')
-    a('--seed', type=int, default=0, help='seeds z and the SDE noise (default %(default)s)')
+    a('--seed', type=seed, default=0, help='seeds z and the SDE noise (default %(default)s)')
     a('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='default %(default)s')
     a('--fid', default=None, metavar='STATS.npz', help='reference (mu, sigma), or anything fid.py reads: print the FID')
     a('--fid-weights', default=None, metavar='FILE', help=f'{fid.WEIGHTS_NAME} (default: torch hub cache)')
@@ -85,6 +92,8 @@ def get_args(argv=None):
         p.error(f'checkpoint {args.checkpoint} not found')
     if args.fid and not os.path.exists(args.fid):
         p.error(f'--fid {args.fid} not found')
+    if args.fid and args.n < 2:
+        p.error(f'--fid needs --n >= 2 (a covariance of samples), got {args.n}')
     return args, device
 
 

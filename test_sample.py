@@ -342,6 +342,14 @@ BAD = {  # name -> (argv with {toy}/{image}/{tmp} placeholders, phrase of the on
     'out_under_a_file': (['{toy}/ckpt.pt', '--out', '{tmp}/notes.txt/s'], 'cannot create that folder (Not a directory)'),
     'overwrite_of_other_files': (['{toy}/ckpt.pt', '--out', '{tmp}/full', '--overwrite'],
                                  'holds files sample.py does not write (e.g. keep.txt)'),
+    'seed_too_large': (['{toy}/ckpt.pt', '--seed', 99999999999999999999999],
+                       'argument --seed: must be an integer in [0, 2**32), got 99999999999999999999999'),
+    'seed_2_to_the_32': (['{toy}/ckpt.pt', '--seed', 2 ** 32], 'must be an integer in [0, 2**32), got 4294967296'),
+    'seed_negative': (['{toy}/ckpt.pt', '--seed', -1], 'argument --seed: must be an integer in [0, 2**32), got -1'),
+    'fid_of_one_sample': (['{image}/ckpt.pt', '--n', 1, '--fid', '{tmp}/ref.npz', '--fid-weights', '{tmp}/none.pth'],
+                          '--fid needs --n >= 2 (a covariance of samples), got 1'),
+    'fid_truncated_reference': (['{image}/ckpt.pt', '--fid', '{tmp}/truncated.npz'],
+                                '--fid: {tmp}/truncated.npz: cannot read .npz (File is not a zip file)'),
 }
 
 
@@ -353,6 +361,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_disk_as_it_was(name, toy_ru
     np.savez(tmp_path / 'small.npz', mu=np.zeros(2), sigma=np.eye(2))
     os.makedirs(tmp_path / 'full')
     (tmp_path / 'full' / 'keep.txt').write_text('keep me\n')
+    (tmp_path / 'truncated.npz').write_bytes((tmp_path / 'ref.npz').read_bytes()[:5000])
     argv, phrase = BAD[name]
     argv = [str(a).format(toy=toy_run, image=image_run, tmp=tmp_path) for a in argv]
     argv += [] if '--out' in argv else ['--out', str(tmp_path / 'new')]
