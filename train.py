@@ -397,6 +397,8 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
     inception, fid_ref = None, None
     try:
         idx = [] if toy else torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
+        if len(idx) < n and not toy:
+            log(f'fd_pix8 compares {n} samples with all {len(idx)} images of the dataset (fewer than --eval-samples)')
         ref = toy_data(n, seed=4321, balanced=args.cond)[0] if toy else torch.stack([dataset[i][0] for i in idx])
         if args.fid_samples and not toy:
             inception = fid.load_inception(args.fid_weights, device)
@@ -677,6 +679,10 @@ def main(argv=None):
         die(f'--teacher-keep takes one fraction per class: {num_classes} for {args.dataset}, got {len(args.teacher_keep)}')
     log(f'{args.dataset}: {len(dataset)} items of shape {shape}, {num_classes} classes | alpha={args.alpha} '
         f'beta={args.beta} | {world} rank(s) on {device} | out {args.out}')
+    loose = [] if args.dataset == 'toy' or not hasattr(dataset, 'class_to_idx') or '' in dataset.class_to_idx else [
+        f for f in os.scandir(args.data_dir) if f.is_file() and os.path.splitext(f.name)[1].lower() in fid.IMAGE_EXTENSIONS]
+    if loose:
+        log(f'{len(loose)} images directly in {args.data_dir} (e.g. {loose[0].name}) are in no class folder: not used')
 
     teacher_path = args.teacher or os.path.join(args.out, 'teacher.pt')
     if not args.teacher and not os.path.isfile(teacher_path):
