@@ -639,6 +639,17 @@ def test_fid_cache_of_an_image_folder_is_kept_out_of_the_folder(image_folder, tm
     assert caches == [str(tmp_path)] and sorted(os.listdir(image_folder)) == before
 
 
+def test_what_the_data_leaves_out_is_said(tmp_path, capsys):
+    # an image outside the class folders is not used, and 36 images cannot give 64 reference images: both said
+    write_images(tmp_path / 'data')
+    torchvision.utils.save_image(torch.rand(3, 16, 16), tmp_path / 'data' / 'loose.png')
+    assert main('--dataset', 'folder', '--data-dir', tmp_path / 'data', *IMAGE_QUICK, '--eval-samples', 64,
+                '--steps', 1, '--out', tmp_path / 'out') == 0
+    out = capsys.readouterr().out
+    assert f'1 images directly in {tmp_path / "data"} (e.g. loose.png) are in no class folder: not used' in out
+    assert 'fd_pix8 compares 64 samples with all 36 images of the dataset (fewer than --eval-samples)' in out
+
+
 @pytest.mark.parametrize('steps', [2, 1])
 def test_resuming_a_finished_run_says_so_and_changes_nothing(steps, toy_teacher, tmp_path, capsys):
     assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 2, '--out', tmp_path) == 0
