@@ -12,7 +12,8 @@ teacher sampler with --nfe steps), and official RealUID distillation checkpoints
 Labels are class-balanced (sample i has label i % num_classes); one torch.Generator seeded with --seed draws z
 (and the SDE noise of bridge teachers), so the same --seed, --batch-size and device give the same samples.
 
-Written to --out (absent or empty, or a previous sample.py output with --overwrite):
+Written to --out (absent or empty; --overwrite replaces a previous sample.py output: a folder with its sample.json):
+  always   sample.json: the command line and its arguments (checkpoint, n, seed, ...), written before any sample
   images   000000.png ... (uint8 RGB; labels.txt: line i is the label of sample i, conditional models only)
            or with --npz one samples.npz: arr_0 uint8 (N, H, W, 3), labels (N,) if conditional (OpenAI/EDM layout)
   2-D toy  samples.npz always: arr_0 float32 (N, 2), labels (N,) if conditional
@@ -20,6 +21,7 @@ Written to --out (absent or empty, or a previous sample.py output with --overwri
            among the PNGs); a scatter plot for the toy
 """
 import argparse
+import json
 import os
 import re
 import sys
@@ -33,7 +35,8 @@ import fid
 import models
 from interpolants import INTERPOLANTS, make_interpolant
 
-OWN_FILES = re.compile(r'\d{6,}\.png|labels\.txt|samples\.npz|grid\.png')  # all that sample.py writes to --out
+MARKER = 'sample.json'                                      # in every --out sample.py fills: --overwrite's licence
+OWN_FILES = re.compile(r'\d{6,}\.png|(labels\.txt|samples\.npz)(\.tmp)?|grid\.png|sample\.json')  # all it writes
 LOG_EVERY = 5.0                                                            # seconds between progress lines
 FID_BATCH = 100
 
@@ -80,7 +83,8 @@ def get_args(argv=None):
     a('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='default %(default)s')
     a('--fid', default=None, metavar='STATS.npz', help='reference (mu, sigma), or anything fid.py reads: print the FID')
     a('--fid-weights', default=None, metavar='FILE', help=f'{fid.WEIGHTS_NAME} (default: torch hub cache)')
-    a('--overwrite', action='store_true', help="replace a previous sample.py output in --out (only its own files)")
+    a('--overwrite', action='store_true',
+      help=f'replace a previous sample.py output in --out (a folder with its {MARKER}; only its own files)')
     args = p.parse_args(argv)
     try:
         device = torch.device(args.device)
@@ -109,7 +113,17 @@ def files_to_replace(out, overwrite):
     if foreign:
         die(f'--out {out} holds files sample.py does not write (e.g. {foreign[0]}); --overwrite '
             'replaces only a previous sample.py output: choose another folder')
-    return [os.path.join(out, e) for e in entries]
+    if entries and MARKER not in entries:                       # e.g. the user's own 000000.png ...
+        die(f'--out {out} has no {MARKER}, so it is not a sample.py output; --overwrite replaces only those: '
+            'choose another folder')
+    return [os.path.join(out, e) for e in sorted(entries, key=lambda e: e == MARKER)]   # the marker last
+
+
+def write_atomic(path, write):
+    """write(file object) to path via a temporary file beside it: a killed run never leaves half a file."""
+    with open(f'{path}.tmp', 'wb') as f:
+        write(f)
+    os.replace(f'{path}.tmp', path)
 
 
 def same_number(a, b):
@@ -189,6 +203,7 @@ def load(args, device):
 
 def main(argv=None):
     args, device = get_args(argv)
+    command = ['sample.py', *(sys.argv[1:] if argv is None else argv)]
     stale = files_to_replace(args.out, args.overwrite)
     sample, config, interp, what = load(args, device)
     shape = tuple(config['dim']) if isinstance(config['dim'], (list, tuple)) else (config['dim'],)
@@ -226,6 +241,8 @@ def main(argv=None):
     pngs = image and not args.npz
     print(f'{args.checkpoint}: {what} | {interp.name} | {classes or "no"} classes | {args.n} samples of shape '
           f'{shape} on {device} -> {args.out}', flush=True)
+    with open(os.path.join(args.out, MARKER), 'w') as f:       # first: a killed run's folder is still ours
+        json.dump(dict(command=command, sampled=what, **vars(args)), f, indent=1)
 
     g = torch.Generator(device).manual_seed(args.seed)          # z, and the SDE noise of the bridge sampler
     labels = torch.arange(args.n) % classes if classes else None
@@ -251,12 +268,12 @@ def main(argv=None):
 
     if pngs:
         if classes:
-            with open(os.path.join(args.out, 'labels.txt'), 'w') as f:
-                f.write(''.join(f'{int(c)}\n' for c in labels))
+            text = ''.join(f'{int(c)}\n' for c in labels).encode()
+            write_atomic(os.path.join(args.out, 'labels.txt'), lambda f: f.write(text))
         print(f'wrote {args.n} PNGs 000000.png..{args.n - 1:06d}.png{" and labels.txt" if classes else ""}')
     else:
         extra = {} if labels is None else dict(labels=labels.numpy())
-        np.savez(os.path.join(args.out, 'samples.npz'), arr_0=samples, **extra)
+        write_atomic(os.path.join(args.out, 'samples.npz'), lambda f: np.savez(f, arr_0=samples, **extra))
         print(f'wrote samples.npz: arr_0 {samples.dtype} {samples.shape}{", labels" if classes else ""}'
               f'{"" if image or args.npz else " (2-D points: an .npz, not PNGs)"}')
     if args.grid:

@@ -5,6 +5,7 @@ torchcfm checkpoints, and one-line errors that leave the disk as it was. Also fi
 Models are tiny and trained in-process by train.main (seconds); sample.main runs in-process too (same code path as
 the script, no 5 s torch import), except one test that checks a real process's stderr and exit code.
 """
+import json
 import os
 import subprocess
 import sys
@@ -132,7 +133,7 @@ def test_toy_grid_is_the_scatter_plot_of_the_written_points(toy_samples, tmp_pat
 
 def test_toy_without_npz_still_writes_the_npz_and_says_so(toy_run, tmp_path, capsys):
     assert run(toy_run / 'ckpt.pt', '--n', 10, '--out', tmp_path / 's') == 0
-    assert os.listdir(tmp_path / 's') == ['samples.npz']
+    assert sorted(os.listdir(tmp_path / 's')) == ['sample.json', 'samples.npz']
     assert npz(tmp_path / 's' / 'samples.npz')['arr_0'].shape == (10, 2)
     out = capsys.readouterr().out
     assert 'not PNGs' in out and 'sampled 10/10 | ' in out and ' samples/s' in out   # the progress line
@@ -191,10 +192,10 @@ def test_bridge_teacher_sde_noise_comes_from_the_seed(tmp_path):
 # ---------------------------------------------------------------------------------------------------- images
 
 def test_image_pngs_are_exactly_n_uint8_files_and_their_labels(image_pngs):
-    # the folder holds the samples and labels.txt only: fid.py, pytorch-fid and clean-fid read every image in it
+    # the folder holds the samples, labels.txt and sample.json only: fid.py, pytorch-fid, clean-fid read every image
     names, pixels = read_pngs(image_pngs)
     assert names == [f'{i:06d}.png' for i in range(30)]
-    assert sorted(os.listdir(image_pngs)) == [*names, 'labels.txt']
+    assert sorted(os.listdir(image_pngs)) == [*names, 'labels.txt', 'sample.json']
     assert pixels.shape == (30, 16, 16, 3) and pixels.dtype == np.uint8
     with open(image_pngs / 'labels.txt') as f:
         assert [int(line) for line in f] == [i % 3 for i in range(30)]
@@ -202,7 +203,7 @@ def test_image_pngs_are_exactly_n_uint8_files_and_their_labels(image_pngs):
 
 def test_image_npz_is_the_generator_output_and_equals_the_pngs(image_run, image_npz, image_pngs):
     data = npz(image_npz / 'samples.npz')
-    assert sorted(os.listdir(image_npz)) == ['grid.png', 'samples.npz']
+    assert sorted(os.listdir(image_npz)) == ['grid.png', 'sample.json', 'samples.npz']
     assert data['arr_0'].shape == (30, 16, 16, 3) and data['arr_0'].dtype == np.uint8
     assert (data['labels'] == np.arange(30) % 3).all()
     assert np.array_equal(data['arr_0'], read_pngs(image_pngs)[1])   # the same seed, written either way
@@ -245,7 +246,32 @@ def test_overwrite_replaces_a_previous_output_entirely(image_run, tmp_path):
     out = tmp_path / 's'
     assert run(image_run / 'ckpt.pt', '--n', 12, '--out', out) == 0
     assert run(image_run / 'ckpt.pt', '--n', 5, '--npz', '--out', out, '--overwrite') == 0
-    assert os.listdir(out) == ['samples.npz']                   # no PNG or labels.txt of the first run left
+    assert sorted(os.listdir(out)) == ['sample.json', 'samples.npz']   # no PNG or labels.txt of the first run left
+
+
+def test_sample_json_records_the_command(image_run, tmp_path):
+    argv = [str(image_run / 'ckpt.pt'), '--n', '3', '--seed', '7', '--npz', '--out', str(tmp_path / 's')]
+    assert run(*argv) == 0
+    with open(tmp_path / 's' / 'sample.json') as f:
+        record = json.load(f)
+    assert record['command'] == ['sample.py', *argv] and record['sampled'].startswith('EMA 0.9999 generator')
+    assert (record['checkpoint'], record['n'], record['seed'], record['npz']) == (argv[0], 3, 7, True)
+
+
+def test_samples_npz_is_written_whole_or_not_at_all_and_overwrite_clears_the_leftover(image_run, tmp_path,
+                                                                                      monkeypatch):
+    savez, out = np.savez, tmp_path / 's'
+
+    def killed(file, **arrays):  # writes half a file, then the run dies (a kill, a full disk)
+        file.write(b'PK\x03\x04 half')
+        raise KeyboardInterrupt
+    monkeypatch.setattr(np, 'savez', killed)
+    with pytest.raises(KeyboardInterrupt):
+        run(image_run / 'ckpt.pt', '--n', 3, '--npz', '--out', out)
+    assert sorted(os.listdir(out)) == ['sample.json', 'samples.npz.tmp']    # no truncated samples.npz
+    monkeypatch.setattr(np, 'savez', savez)
+    assert run(image_run / 'ckpt.pt', '--n', 3, '--npz', '--out', out, '--overwrite') == 0
+    assert sorted(os.listdir(out)) == ['sample.json', 'samples.npz'] and npz(out / 'samples.npz')['arr_0'].shape[0] == 3
 
 
 @pytest.fixture(scope='module')
@@ -342,6 +368,8 @@ BAD = {  # name -> (argv with {toy}/{image}/{tmp} placeholders, phrase of the on
     'out_under_a_file': (['{toy}/ckpt.pt', '--out', '{tmp}/notes.txt/s'], 'cannot create that folder (Not a directory)'),
     'overwrite_of_other_files': (['{toy}/ckpt.pt', '--out', '{tmp}/full', '--overwrite'],
                                  'holds files sample.py does not write (e.g. keep.txt)'),
+    'overwrite_of_pngs_not_ours': (['{image}/ckpt.pt', '--n', 2, '--npz', '--out', '{tmp}/pngs', '--overwrite'],
+                                   '--out {tmp}/pngs has no sample.json, so it is not a sample.py output'),
     'seed_too_large': (['{toy}/ckpt.pt', '--seed', 99999999999999999999999],
                        'argument --seed: must be an integer in [0, 2**32), got 99999999999999999999999'),
     'seed_2_to_the_32': (['{toy}/ckpt.pt', '--seed', 2 ** 32], 'must be an integer in [0, 2**32), got 4294967296'),
@@ -361,6 +389,8 @@ def test_bad_input_is_one_line_exit_2_and_leaves_the_disk_as_it_was(name, toy_ru
     np.savez(tmp_path / 'small.npz', mu=np.zeros(2), sigma=np.eye(2))
     os.makedirs(tmp_path / 'full')
     (tmp_path / 'full' / 'keep.txt').write_text('keep me\n')
+    os.makedirs(tmp_path / 'pngs')                              # the user's own images, named as sample.py names its
+    Image.new('RGB', (16, 16)).save(tmp_path / 'pngs' / '000000.png')
     (tmp_path / 'truncated.npz').write_bytes((tmp_path / 'ref.npz').read_bytes()[:5000])
     argv, phrase = BAD[name]
     argv = [str(a).format(toy=toy_run, image=image_run, tmp=tmp_path) for a in argv]
