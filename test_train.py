@@ -399,24 +399,29 @@ def test_gan_baseline_head_reads_the_fake_features(toy_teacher, tmp_path):
 
 # ---------------------------------------------------------------------------------------------------- teacher phase
 
+def kill_teacher_phase(monkeypatch, argv, at):
+    """train.main(argv) killed (KeyboardInterrupt) at its `at`-th UM loss, as a crash or Ctrl-C would."""
+    real_um, calls = train.losses.um_loss, []
+
+    def crash(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == at:
+            raise KeyboardInterrupt
+        return real_um(*args, **kwargs)
+
+    monkeypatch.setattr(train.losses, 'um_loss', crash)
+    with pytest.raises(KeyboardInterrupt):
+        main(*argv)
+    monkeypatch.setattr(train.losses, 'um_loss', real_um)
+
+
 def test_killed_teacher_phase_resumes_to_the_same_teacher(tmp_path, monkeypatch):
     # 40 UM steps checkpointed every 10; a crash at step 25 loses steps 21-25, --resume redoes them from the
     # step-20 checkpoint with the same batches and random draws: the same teacher.pt, bit for bit.
     base = ['--dataset', 'toy', '--cond', '--teacher-steps', 40, '--eval-every', 10, '--hidden', 32,
             '--teacher-batch-size', 64, '--steps', 0, '--eval-samples', 64, '--nfe', 2]
     assert main(*base, '--out', tmp_path / 'full') == 0
-    real_um, calls = train.losses.um_loss, []
-
-    def crash_at_25(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 25:
-            raise KeyboardInterrupt
-        return real_um(*args, **kwargs)
-
-    monkeypatch.setattr(train.losses, 'um_loss', crash_at_25)
-    with pytest.raises(KeyboardInterrupt):
-        main(*base, '--out', tmp_path / 'split')
-    monkeypatch.setattr(train.losses, 'um_loss', real_um)
+    kill_teacher_phase(monkeypatch, [*base, '--out', tmp_path / 'split'], at=25)
     assert not os.path.exists(tmp_path / 'split' / 'teacher.pt')
     assert torch.load(tmp_path / 'split' / 'teacher_ckpt.pt', weights_only=False)['step'] == 20
     assert main(*base, '--out', tmp_path / 'split', '--resume') == 0
@@ -593,19 +598,8 @@ def test_finetune_checkpoint_that_does_not_fit_is_refused_before_the_teacher_tra
 
 
 def test_teacher_checkpoint_past_teacher_steps_is_refused(tmp_path, monkeypatch, capsys):
-    real_um, calls = train.losses.um_loss, []
-
-    def crash_at_15(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 15:
-            raise KeyboardInterrupt
-        return real_um(*args, **kwargs)
-
     base = ['--dataset', 'toy', '--hidden', 16, '--teacher-batch-size', 32, '--eval-every', 10, '--out', tmp_path]
-    monkeypatch.setattr(train.losses, 'um_loss', crash_at_15)
-    with pytest.raises(KeyboardInterrupt):
-        main(*base, '--teacher-steps', 40)
-    monkeypatch.setattr(train.losses, 'um_loss', real_um)
+    kill_teacher_phase(monkeypatch, [*base, '--teacher-steps', 40], at=15)          # teacher_ckpt.pt at step 10
     before = snapshot(tmp_path)
     code = main(*base, '--teacher-steps', 5, '--resume')
     assert_one_line_error(code, capsys.readouterr().err, 2, f'{tmp_path / "teacher_ckpt.pt"} is at step 10, past '
