@@ -114,7 +114,15 @@ class UNet(nn.Module):
             raise ValueError(f'num_channels={num_channels} with channel_mult={list(channel_mult)} gives a level of '
                              'fewer than 4 channels, too few for GroupNorm with >= 4 channels per group')
         if isinstance(attention_resolutions, str):
-            attention_resolutions = attention_resolutions.split(',')
+            attention_resolutions = [r for r in attention_resolutions.split(',') if r]
+        sizes = [size >> level for level in range(len(channel_mult))]  # each level halves the feature maps
+        if size % 2 ** (len(channel_mult) - 1):
+            raise ValueError(f'{len(channel_mult)} levels (channel_mult={list(channel_mult)}) cannot halve a {size}-pixel '
+                             f'input {len(channel_mult) - 1} times')
+        if any(int(r) not in sizes for r in attention_resolutions):
+            raise ValueError(f'attention_resolutions={",".join(map(str, attention_resolutions))}: no level has size '
+                             f'{next(r for r in attention_resolutions if int(r) not in sizes)} (sizes '
+                             f'{", ".join(map(str, sizes))})')
         attention_ds = {size // int(r) for r in attention_resolutions}
         self.num_channels, self.num_classes = num_channels, num_classes
 

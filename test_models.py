@@ -1,4 +1,5 @@
 import copy
+import re
 
 import pytest
 import torch
@@ -155,6 +156,18 @@ def test_flipped_teacher_resaved_in_own_format_stays_flipped(tmp_path):
     t, x, _ = batch(SMALL32)
     with torch.no_grad():
         assert torch.equal(reloaded(t, x), teacher(t, x))  # exact, same weights and ops
+
+
+@pytest.mark.parametrize('config, says', [
+    (dict(dim=(3, 16, 16), channel_mult=(1, 2, 2, 2, 2, 2)), 'cannot halve a 16-pixel input 5 times'),
+    (dict(dim=(3, 28, 28), channel_mult=(1, 2, 2, 2)), 'cannot halve a 28-pixel input 3 times'),   # 7 -> 4 -> 8 != 7
+    (dict(dim=(3, 16, 16), channel_mult=(1, 2), attention_resolutions='16,4'), 'no level has size 4 (sizes 16, 8)'),
+    (dict(dim=(3, 16, 16), channel_mult=(1, 2), num_channels=80, num_head_channels=64),
+     'not divisible by num_head_channels=64')])
+def test_unet_refuses_configs_it_cannot_run_when_built(config, says):
+    # without these checks: a torch.cat size error in the first forward, or attention silently left out
+    with pytest.raises(ValueError, match=re.escape(says)):
+        UNet(**{**dict(num_channels=32, num_res_blocks=1, num_head_channels=-1), **config})
 
 
 def test_loader_rejects_garbled_and_unknown_files(tmp_path):

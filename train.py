@@ -129,21 +129,12 @@ def get_args(argv=None):
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.warmup = 500 if args.warmup is None else args.warmup
-    if args.dataset != 'toy':                                   # the U-Net halves the image once per extra level
-        levels = [args.image_size >> i for i in range(len(args.channel_mult))]
-        if levels[-1] < 1:
-            p.error(f'--channel-mult has {len(levels)} levels; --image-size {args.image_size} allows at most '
-                    f'{args.image_size.bit_length()}')
-        sizes = [int(r) for r in args.attn.split(',') if r]
-        if any(r not in levels for r in sizes):
-            p.error(f"--attn {args.attn}: no U-Net level has size {next(r for r in sizes if r not in levels)} (sizes "
-                    f"{', '.join(map(str, levels))}; '' for no attention)")
-        widths = [args.channels * m for m, r in zip(args.channel_mult, levels) if r in sizes]
-        widths.append(args.channels * args.channel_mult[-1])     # the middle block's attention
-        if args.channels >= 64 and any(w % 64 for w in widths):   # model_config: 64-channel heads from 64 up
-            p.error(f'--channels {args.channels} with --channel-mult {" ".join(map(str, args.channel_mult))} gives '
-                    f'{next(w for w in widths if w % 64)} channels at an attention layer: from 64 channels on, attention '
-                    'heads are 64 wide, so these widths must be multiples of 64')
+    if args.dataset != 'toy':                                   # models.UNet's own checks, without allocating it
+        try:
+            with torch.device('meta'):
+                models.build_model(model_config(args, (3, args.image_size, args.image_size), None))
+        except ValueError as e:
+            p.error(f'--channels / --channel-mult / --attn at --image-size {args.image_size}: {e}')
     try:
         losses.check_coefficients(args.alpha, args.beta, args.gamma)
     except ValueError as e:
