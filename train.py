@@ -570,14 +570,15 @@ def finetune_start(args, config):
     return ckpt['emas'][max(ckpt['emas'], key=float)]
 
 
-def distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log):
+def distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log,
+            finetune=None):
     classes, ckpt_path = num_classes if args.cond else None, os.path.join(args.out, 'ckpt.pt')
     teacher = interp.precondition(teacher_net)
     generator = models.Generator(interp.precondition(copy.deepcopy(teacher_net)).requires_grad_(True).train(), interp)
     fake_net = models.build_model(config).to(device)            # random init (App. D.1)
     fake = interp.precondition(fake_net)
-    if args.finetune:                                           # App. D.2: generator from an EMA, fake from teacher
-        generator.load_state_dict(finetune_start(args, config))
+    if finetune is not None:                                    # App. D.2: generator from an EMA, fake from teacher
+        generator.load_state_dict(finetune)
         fake.load_state_dict(teacher.state_dict())
     for m in (*generator.modules(), *fake.modules()):
         if isinstance(m, nn.Dropout):                           # App. D.1: no dropout in generator and fake
@@ -675,16 +676,18 @@ def main(argv=None):
     if loose:
         log(f'{len(loose)} images directly in {args.data_dir} (e.g. {loose[0].name}) are in no class folder: not used')
 
-    teacher_path = args.teacher or os.path.join(args.out, 'teacher.pt')
+    teacher_path, finetune = args.teacher or os.path.join(args.out, 'teacher.pt'), None
     if not args.teacher and not os.path.isfile(teacher_path):
-        if args.finetune:                                       # before hours of teacher training, not after
-            finetune_start(args, model_config(args, shape, num_classes))
+        if args.finetune:                                       # checked before hours of teacher training, not after
+            finetune = finetune_start(args, model_config(args, shape, num_classes))
         train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
         if ddp:
             dist.barrier()                                      # every rank then loads rank 0's file: one teacher
     teacher_net, config, kind = load_teacher(args, teacher_path, shape, num_classes, device)
     log(f'teacher: {teacher_path} ({kind})')
-    distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
+    if args.finetune and finetune is None:
+        finetune = finetune_start(args, config)
+    distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log, finetune)
     if ddp:
         dist.destroy_process_group()
 
