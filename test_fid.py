@@ -12,8 +12,11 @@ import torch
 from PIL import Image
 
 import fid
+from conftest import frechet_of_samples, random_inception_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# pool3 features of pytorch-fid's own network for fixed images under random_inception_weights(0): see the test below
+REFERENCE = os.path.join(HERE, 'tests', 'data', 'inception_pool3_reference.npz')
 
 
 def sqrtm_frechet_distance(mu1, sigma1, mu2, sigma2):  # pytorch-fid's formula, the independent reference
@@ -24,32 +27,6 @@ def sqrtm_frechet_distance(mu1, sigma1, mu2, sigma2):  # pytorch-fid's formula, 
 def random_spd(rng, d):
     a = rng.standard_normal((d, d))
     return a @ a.T / d + 0.5 * np.eye(d)  # eigenvalues in about [0.5, 4.5]: condition number < 10
-
-
-def random_inception_weights(seed=0):
-    """A state dict with the layout of ours, random but scaled so that pool3 features are O(1), BN not the identity."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, value in fid.FIDInceptionV3().state_dict().items():
-        rand = torch.rand(value.shape, generator=generator) if value.is_floating_point() else None
-        if value.dim() == 4:  # conv: He init
-            value = torch.randn(value.shape, generator=generator) * (2 / value[0].numel()) ** 0.5
-        elif key.endswith(('bn.weight', 'running_var')):
-            value = 0.8 + 0.4 * rand
-        elif key.endswith(('bn.bias', 'running_mean')):
-            value = 0.2 * rand - 0.1
-        elif key.startswith('fc.'):
-            value = 0.01 * torch.randn(value.shape, generator=generator)
-        state[key] = value
-    return state
-
-
-@pytest.fixture(scope='session')
-def hub_home(tmp_path_factory):  # a TORCH_HOME whose hub cache holds random weights under the real file name
-    home = tmp_path_factory.mktemp('torch_home')
-    os.makedirs(home / 'hub' / 'checkpoints')
-    torch.save(random_inception_weights(), home / 'hub' / 'checkpoints' / fid.WEIGHTS_NAME)
-    return home
 
 
 @pytest.fixture
@@ -255,8 +232,30 @@ def test_load_inception_from_hub_cache_strict_with_pytorch_fid_layout(hub_home, 
     assert len(state) == 566 and sum(key.endswith('num_batches_tracked') for key in state) == 94
     assert {key: tuple(state[key].shape) for key in EXPECTED_SHAPES} == EXPECTED_SHAPES
     assert not net.training and not any(p.requires_grad for p in net.parameters())
-    features = net(torch.rand(1, 3, 32, 32) * 2 - 1)
-    assert features.shape == (1, 2048) and features.dtype == torch.float32 and features.isfinite().all()
+    with np.load(REFERENCE) as reference:  # the hub cache holds random_inception_weights(0), as the reference used
+        features = net(fid.uint8_to_images(reference['images'][:1]))
+        assert features.shape == (1, 2048) and features.dtype == torch.float32
+        torch.testing.assert_close(features, torch.from_numpy(reference['features'][:1]), atol=1e-4, rtol=1e-4)
+
+
+def test_pool3_features_equal_pytorch_fids_network_on_the_committed_reference(inception_weights):
+    """Our network's numerics in every default run, without pytorch-fid or the real weights: pool3 features of two
+    fixed 32x32 uint8 images under random weights, against tests/data/inception_pool3_reference.npz, which pytorch-fid's
+    own network computed once (experiments/inception_reference.py: pytorch-fid 0.3.0, InceptionV3([3]) on images / 255,
+    weights conftest.random_inception_weights(0) in its layout; the same weights are in the `inception_weights` file).
+
+    Tolerance atol = rtol = 1e-4 on features of mean |f| 0.43: the same float32 operations in another order (their
+    resize comes before the map to [-1, 1], ours after) and other CPU kernels differ by ~1e-6. Resizing with
+    align_corners=True, without the bilinear resize, or mapping to [-1, 1] twice moves the features by 1e-2 to 1.
+    """
+    net = fid.load_inception(inception_weights)
+    with np.load(REFERENCE) as reference:
+        images, expected = reference['images'], torch.from_numpy(reference['features'])
+    assert images.shape == (2, 32, 32, 3) and images.dtype == np.uint8 and expected.shape == (2, 2048)
+    with torch.no_grad():
+        got = net(fid.uint8_to_images(images))
+    assert expected.abs().mean() > 0.1  # O(1) features: atol 1e-4 is a relative statement
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
 
 
 def test_missing_weights_raise_with_expected_path(tmp_path, monkeypatch, offline):
@@ -285,7 +284,7 @@ def test_generator_stats_class_balanced_labels():
         return torch.zeros(n_batch, 3, 8, 8)
     mu, sigma = fid.generator_stats(sample_fn, n=23, batch_size=10, num_classes=5, net=lambda x: x.flatten(1)[:, :4])
     assert [len(labels) for labels in seen] == [10, 10, 3] and mu.shape == (4,) and sigma.shape == (4, 4)
-    assert torch.bincount(torch.cat(seen)).tolist() == [5, 5, 5, 4, 4]  # 23 // 5 each, remainder spread
+    assert torch.equal(torch.cat(seen), torch.arange(23) % 5)  # 23 // 5 each, the remainder on the first classes
 
 
 def test_matches_pytorch_fid_features(monkeypatch):
@@ -336,7 +335,19 @@ def test_cli_two_folders_then_saved_stats_against_same_folder_is_zero(tmp_path, 
     result = run_cli(folder_a, folder_b, '--batch-size', 3, torch_home=hub_home)
     assert result.returncode == 0, result.stderr
     distance = float(result.stdout.split('FID:')[1])
-    assert np.isfinite(distance) and distance > 0
+    # the value, independently: PNGs read here to [-1, 1] (the network itself is checked against pytorch-fid's above),
+    # numpy statistics and the n x n eigenvalue form of the trace term (conftest.frechet_of_samples)
+    net = fid.load_inception(hub_home / 'hub' / 'checkpoints' / fid.WEIGHTS_NAME)
+
+    def features(folder):
+        pixels = np.stack([np.asarray(Image.open(os.path.join(folder, f'{i}.png'))) for i in range(4)])
+        with torch.no_grad():
+            return net(torch.from_numpy(pixels).permute(0, 3, 1, 2).double().div(127.5).sub(1).float()).double().numpy()
+    features_b = features(folder_b)
+    expected = frechet_of_samples(features(folder_a), features_b.mean(0), np.cov(features_b, rowvar=False))
+    # 4 samples in 2048 dims: rank-3 covariances, whose sub-rank eigenvalues (~1e-16 relative) the two routes round
+    # differently; float32 features from batches of 3 (CLI) vs 4 (here) differ by ~1e-6 relative
+    assert expected > 1 and distance == pytest.approx(expected, rel=1e-4)
     # Saved stats of a folder against the folder itself: identical features (same batches, eval mode), and the
     # covariance of 4 samples has rank 3 in 2048 dims: the rank threshold leaves only float64 rounding of Tr S.
     result = run_cli(tmp_path / 'a.npz', folder_a, torch_home=hub_home)
