@@ -14,15 +14,12 @@ import torch
 from scipy import stats
 
 from interpolants import VE, VP, make_interpolant
-from test_losses import DTYPE, N_CLASSES, TinyNet, _gen, assert_close, gaussian_function, make_case, vp_alpha_sigma
+from conftest import ve_sigma, vp_alpha_sigma
+from test_losses import DTYPE, N_CLASSES, TinyNet, _gen, assert_close, gaussian_function, make_case
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 SHAPE = (3, 4, 4)
-
-
-def ve_sigma(t):                                # EDM defaults: geometric from sigma_min = 0.002 to sigma_max = 80
-    return 0.002 ** (1 - t) * 80.0 ** t
 
 
 def bc(v):                                      # (B,) -> (B, 1, 1, 1) for SHAPE batches

@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import dot, sqnorm, ve_sigma, vp_alpha_sigma
 from interpolants import make_interpolant
 from losses import (general_realuid_loss, gan_discriminator_loss, gan_generator_loss, normalized_realuid_loss,
                     normalized_realuid_generator_loss, realuid_generator_loss, realuid_loss, realum_loss, um_loss)
@@ -41,12 +42,6 @@ def make_case(case):
     """'vp-eps' -> make_interpolant('vp', prediction='eps'); a plain family name -> its defaults."""
     name, _, prediction = case.partition('-')
     return make_interpolant(name, **({'prediction': prediction} if prediction else {}))
-
-
-def vp_alpha_sigma(tb):
-    """Linear beta in [0.1, 20]: alpha = exp(-1/2 int_0^t beta), sigma = sqrt(1 - alpha^2)."""
-    a = torch.exp(-0.5 * (0.1 * tb + 0.5 * (20.0 - 0.1) * tb ** 2))
-    return a, (1 - a ** 2).sqrt()
 
 
 class TinyNet(torch.nn.Module):
@@ -135,7 +130,7 @@ def reference_path(name, t, x0, x1, eps):
         if name == 'vp-score':                              # DSM: score target -eps/sigma, weight sigma^2
             return xt, -x1 / s, s.flatten() ** 2
     if name == 've':                                        # x_t = x0 + sigma x1, denoiser target, EDM lambda
-        s = 0.002 ** (1 - t) * 80.0 ** t
+        s = ve_sigma(t)
         return x0 + s.view_as(tb) * x1, x0, (s ** 2 + 0.25) / (0.5 * s) ** 2
     if name == 'bridge':                                    # Brownian bridge, drift toward x0
         xt = (1 - tb) * x0 + tb * x1 + (tb * (1 - tb)).sqrt() * eps
@@ -143,14 +138,6 @@ def reference_path(name, t, x0, x1, eps):
     if name == 'si':                                        # gamma(t) = t(1-t), T = dI/dt + gamma'(t) eps
         return (1 - tb) * x0 + tb * x1 + tb * (1 - tb) * eps, x1 - x0 + (1 - 2 * tb) * eps, one
     raise KeyError(name)
-
-
-def sqnorm(v):
-    return v.flatten(1).pow(2).sum(1)
-
-
-def dot(u, v):
-    return (u * v).flatten(1).sum(1)
 
 
 def flat(v):
@@ -296,6 +283,42 @@ def test_general_realuid_def3_matches_hand_split_form(name, shape, param, alpha,
     assert_close(grad(gen_loss, s.theta), grad(ours, s.theta))
 
 
+# ----------------------------------------------------------------- 3b. Normalized RealUID (Def. 4, App. A.4)
+
+def hand_normalized_terms(s, x_gen, x_real, alpha, beta):
+    """Def. 4 with separate forwards and an exact norm: E_gen w <n, alpha f* - beta T> and
+    E_real w <n, (1-alpha) f* - (1-beta) T>, n = (f* - f) / ||f* - f||. Returns the (generated, real) terms."""
+    terms = []
+    for x0, a, b in ((x_gen, alpha, beta), (x_real, 1 - alpha, 1 - beta)):
+        xt, target, w = reference_path(s.name, s.t, x0, s.x1, s.eps)
+        f_star, f = s.teacher(s.t, xt), s.fake(s.t, xt)
+        n = (f_star - f) / sqnorm(f_star - f).sqrt().view(-1, *[1] * (xt.dim() - 1))
+        terms.append((w * dot(n, a * f_star - b * target)).mean())
+    return terms
+
+
+# alpha != beta (beta/alpha < 1 and > 1): swapping alpha and beta anywhere changes every term; (1, 1) is eq. 36
+NORMALIZED = [(0.9, 0.8), (0.6, 0.95), (1.0, 1.0)]
+
+
+@pytest.mark.parametrize('shape', SHAPES, ids=str)
+@pytest.mark.parametrize('name', FAMILIES)
+@pytest.mark.parametrize('alpha,beta', NORMALIZED)
+def test_normalized_realuid_def4_and_its_generator_loss_are_the_hand_written_terms(name, shape, alpha, beta):
+    # _unit's eps 1e-12 under the root changes ||f* - f|| (O(1) here) by ~1e-12 relative: within RTOL
+    s = Setup(name, shape)
+    x_gen = s.x_gen()
+    ours = normalized_realuid_loss(s.teacher, s.fake, s.interp, x_gen, s.x_real, alpha, beta, **s.draws())
+    hand_gen, hand_real = hand_normalized_terms(s, x_gen, s.x_real, alpha, beta)
+    assert_close(ours, hand_gen + hand_real)
+    assert_close(grad(ours, s.phi), grad(hand_gen + hand_real, s.phi))
+    gen_loss = normalized_realuid_generator_loss(s.teacher, s.fake, s.interp, x_gen, alpha, beta, **s.gen_draws())
+    assert_close(gen_loss, hand_gen)
+    # the generated-data terms are all of Def. 4 that depends on theta: the same theta-gradient as the whole loss
+    assert_close(grad(gen_loss, s.theta), grad(ours, s.theta))
+    assert_close(grad(gen_loss, s.theta), grad(hand_gen, s.theta))
+
+
 # ---------------------------------------------- 4. fm equals the official RealUID code up to sign and time flip
 
 def official_fake_objective(u, s_time, x_noise, x_gen, x_data, alpha, beta):
@@ -364,19 +387,22 @@ def test_fm_losses_equal_official_realuid_up_to_sign_and_time_flip(shape, alpha,
 
 # --------------------------------------------------------------------------------- 5. coefficient checks
 
-def _all_losses(s, alpha, beta, gamma=None, drop_real=False, reduction='mean', param='standard'):
+def _all_losses(s, alpha, beta, gamma=None, drop_real=False, reduction='mean', param='standard', draws=False):
+    """{name: loss()} of every loss on s; draws: with s's explicit (t, x1, eps), else drawn inside."""
     x_gen, x_real = s.x_gen().detach(), (None if drop_real else s.x_real)
+    two, one = (s.draws(), s.gen_draws()) if draws else ({}, {})
     return {
-        'realum': lambda: realum_loss(s.fake, s.interp, x_gen, x_real, alpha, beta, reduction=reduction),
-        'realuid': lambda: realuid_loss(s.teacher, s.fake, s.interp, x_gen, x_real, alpha, beta, reduction=reduction),
+        'realum': lambda: realum_loss(s.fake, s.interp, x_gen, x_real, alpha, beta, reduction=reduction, **two),
+        'realuid': lambda: realuid_loss(s.teacher, s.fake, s.interp, x_gen, x_real, alpha, beta, reduction=reduction,
+                                        **two),
         'general': lambda: general_realuid_loss(s.teacher, s.fake, s.interp, x_gen, x_real, alpha, beta, gamma, param,
-                                                reduction=reduction),
+                                                reduction=reduction, **two),
         'generator': lambda: realuid_generator_loss(s.teacher, s.fake, s.interp, x_gen, alpha, beta, gamma=gamma,
-                                                    param=param, reduction=reduction),
+                                                    param=param, reduction=reduction, **one),
         'normalized': lambda: normalized_realuid_loss(s.teacher, s.fake, s.interp, x_gen, x_real, alpha, beta,
-                                                      reduction=reduction),
+                                                      reduction=reduction, **two),
         'normalized_generator': lambda: normalized_realuid_generator_loss(s.teacher, s.fake, s.interp, x_gen, alpha,
-                                                                          beta, reduction=reduction),
+                                                                          beta, reduction=reduction, **one),
     }
 
 
@@ -429,11 +455,20 @@ def test_bad_reduction_and_param_strings_raise_value_error():
 
 
 @pytest.mark.parametrize('alpha,beta,gamma', [(1.0, 1.0, None), (1.0, 1.0, 1.0), (0.5, 1.0, None), (1e-3, 1e-3, 1e-3)])
-def test_valid_edge_coefficients_are_accepted(alpha, beta, gamma):
+def test_valid_edge_coefficients_are_accepted_and_give_the_hand_written_values(alpha, beta, gamma):
     s = Setup('fm', (2,))
     data_free = (alpha, beta) == (1.0, 1.0) and gamma in (None, 1.0)     # UID needs no x_real
-    for which, loss in _all_losses(s, alpha, beta, gamma, drop_real=data_free).items():
-        assert torch.isfinite(loss()), which
+    x_gen = s.x_gen().detach()
+    # the hand forms see x_real always: at these coefficients its terms have weight 0 exactly when data_free
+    general = hand_general_split(s, x_gen, s.x_real, alpha, beta, alpha if gamma is None else gamma, 'standard')
+    normalized = hand_normalized_terms(s, x_gen, s.x_real, alpha, beta)
+    expected = dict(realum=hand_realum(s.fake, s, x_gen, s.x_real, alpha, beta),
+                    realuid=hand_realum(s.teacher, s, x_gen, s.x_real, alpha, beta)
+                    - hand_realum(s.fake, s, x_gen, s.x_real, alpha, beta),
+                    general=sum(general), generator=general[0], normalized=sum(normalized),
+                    normalized_generator=normalized[0])
+    for which, loss in _all_losses(s, alpha, beta, gamma, drop_real=data_free, draws=True).items():
+        assert_close(loss(), expected[which])
 
 
 # ---------------------------------------------------------------------------------- 6. reduction='none'
@@ -633,7 +668,7 @@ def gaussian_moments(name, t, m, v):
         if name == 'vp-score':                              # T = -x1 / s
             return mean, var, -torch.ones_like(t), 0.0
     if name == 've':                                        # x_t = x0 + s x1, T = x0
-        s = 0.002 ** (1 - t) * 80.0 ** t
+        s = ve_sigma(t)
         return m, v + s ** 2, v, m
     if name == 'bridge':                                    # + sqrt(t(1-t)) eps; T = x1 - x0 + sqrt((1-t)/t) eps
         return (1 - t) * m, (1 - t) ** 2 * v + t ** 2 + t * (1 - t), 1 - (1 - t) * v, -m

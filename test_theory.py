@@ -18,6 +18,7 @@ import pytest
 import torch
 from scipy.optimize import minimize_scalar
 
+from conftest import sqnorm as _sqnorm, ve_sigma, vp_alpha_sigma
 from interpolants import make_interpolant
 from losses import (general_realuid_loss, normalized_realuid_loss, realuid_generator_loss, realuid_loss,
                     realum_loss, um_loss)
@@ -36,11 +37,10 @@ def coefficients(family, t):
     if family == 'fm':                          # x_t = (1-t) x0 + t x1, T = x1 - x0
         return dict(a=1 - t, b=t, c=0.0, A=-1.0, B=1.0, C=0.0, w=1.0)
     if family == 'vp':                          # linear beta in [0.1, 20], v-prediction: T = alpha x1 - sigma x0
-        alpha = math.exp(-t ** 2 * (20.0 - 0.1) / 4 - t * 0.1 / 2)
-        sigma = math.sqrt(1 - alpha ** 2)
+        alpha, sigma = vp_alpha_sigma(t)
         return dict(a=alpha, b=sigma, c=0.0, A=-sigma, B=alpha, C=0.0, w=1.0)
     if family == 've':                          # EDM denoiser, sigma in [0.002, 80], sigma_data = 0.5
-        sigma = 0.002 ** (1 - t) * 80.0 ** t
+        sigma = ve_sigma(t)
         return dict(a=1.0, b=sigma, c=0.0, A=1.0, B=0.0, C=0.0, w=(sigma ** 2 + 0.25) / (sigma * 0.5) ** 2)
     raise ValueError(family)
 
@@ -81,10 +81,6 @@ class Gaussian:
 
     def sample_marginal(self, n, gen):          # x_t ~ p_t directly
         return self.mean + torch.randn(n, len(self.mu), dtype=DT, generator=gen) @ self.chol.T
-
-
-def _sqnorm(v):
-    return v.pow(2).sum(1)
 
 
 def _scaled_densities(real, gen, x):
