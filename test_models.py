@@ -4,6 +4,8 @@ import re
 import pytest
 import torch
 
+from conftest import vp_alpha_sigma
+from interpolants import make_interpolant
 from models import (CIFAR10_UNET, MLP, Generator, ResBlock, TimeFlip, UNet, build_model, group_norm,
                     load_checkpoint_state, load_teacher, save_teacher, timestep_embedding)
 
@@ -13,12 +15,6 @@ SMALL_OVERRIDES = dict(num_channels=32, num_res_blocks=1, channel_mult=[1, 2])  
 
 
 pytestmark = pytest.mark.usefixtures('one_thread')
-
-
-class FlowMatchingStandIn:
-    # stand-in for interpolants.py: x_t = (1 - t) x0 + t x1 and out = x1 - x0, so x0 = x_t - t * out
-    def to_x0(self, t, x, out):
-        return x - t.view(-1, *[1] * (x.dim() - 1)) * out
 
 
 def unet(config, seed=0):
@@ -196,7 +192,7 @@ def test_generator_init_is_one_euler_step_of_teacher(tmp_path):
     v = unet(config)
     torch.save({'ema_model': v.state_dict()}, str(tmp_path / 'cfm.pt'))
     teacher, _ = load_teacher(str(tmp_path / 'cfm.pt'), **SMALL_OVERRIDES)
-    generator = Generator(copy.deepcopy(teacher), FlowMatchingStandIn())
+    generator = Generator(copy.deepcopy(teacher), make_interpolant('fm'))
     _, z, y = batch(config)
     ones, zeros = torch.ones(3), torch.zeros(3)
     with torch.no_grad():
@@ -204,7 +200,43 @@ def test_generator_init_is_one_euler_step_of_teacher(tmp_path):
         assert torch.equal(x_gen, z + (0 - 1) * teacher(ones, z, y))  # exact: 1 * out == out, a - (-b) == a + b
         assert torch.equal(x_gen, z + v(zeros, z, y))
     assert all(k.startswith('net.') for k in generator.state_dict())
-    assert 'interp' not in dict(generator.named_modules()) and isinstance(generator.interp, FlowMatchingStandIn)
+    assert 'interp' not in dict(generator.named_modules()) and generator.interp.name == 'fm'
+
+
+def one_step_by_hand(case, f, z, y):
+    """Each family's data prediction at t = 1 from its definition (interpolants.py's class docstrings), not its code."""
+    ones = torch.ones(len(z), dtype=z.dtype)
+    if case in ('fm', 'bridge', 'si'):                          # x_t = (1 - t) x0 + t x1 + ..., one Euler step 1 -> 0
+        return z - f(ones, z, y)
+    a1, s1 = vp_alpha_sigma(1.0)                                # alpha(1) = 6.6e-3, sigma(1) ~ 1
+    if case == 'vp':                                            # v = alpha x1 - sigma x0, x_1 = alpha x0 + sigma x1
+        return a1 * z - s1 * f(ones, z, y)
+    if case == 'vp-eps':
+        return (z - s1 * f(ones, z, y)) / a1
+    # ve: EDM's D = c_skip x + c_out F(c_in x) at sigma_max = 80, sigma_data = 0.5 (Karras et al. 2022, Table 1)
+    norm = (80.0 ** 2 + 0.5 ** 2) ** 0.5
+    return 0.25 / norm ** 2 * z + 80.0 * 0.5 / norm * f.net(ones, z / norm, y)
+
+
+@pytest.mark.parametrize('num_classes', [None, 4], ids=['uncond', 'cond'])
+@pytest.mark.parametrize('case', ['fm', 'vp', 'vp-eps', 've', 'bridge', 'si'])
+def test_generator_is_the_interpolants_data_prediction_at_t1(case, num_classes):
+    # G(z, y) = interp.to_x0(1, z, f(1, z, y)) with the real interpolants (f the preconditioned network, as train.py
+    # builds it), and equal to each family's formula written here: for vp and ve it is not z - f(1, z, y)
+    name, _, prediction = case.partition('-')
+    interp = make_interpolant(name, **({'prediction': prediction} if prediction else {}))
+    torch.manual_seed(0)
+    f = interp.precondition(MLP(dim=3, hidden=32, num_classes=num_classes).double())
+    g = torch.Generator().manual_seed(1)
+    z = interp.prior((5, 3), generator=g).double()
+    y = None if num_classes is None else torch.randint(num_classes, (5,), generator=g)
+    ones = torch.ones(5, dtype=torch.float64)
+    with torch.no_grad():
+        x = Generator(f, interp)(z, y)
+        assert torch.equal(x, interp.to_x0(ones, z, f(ones, z, y)))     # exact: the same ops
+        expected = one_step_by_hand(case, f, z, y)
+        assert not torch.allclose(expected, z - f(ones, z, y)) or case in ('fm', 'bridge', 'si')
+        torch.testing.assert_close(x, expected, rtol=1e-12, atol=1e-12)  # float64, a few flops in another order
 
 
 def test_mlp_shapes_with_and_without_labels():
