@@ -19,6 +19,7 @@ import fid
 import models
 import sample
 import train
+from conftest import exit_code, frechet_of_samples, snapshot, uint8, write_images
 from interpolants import make_interpolant
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,13 +32,7 @@ IMAGES = ['--dataset', 'folder', '--cond', '--image-size', 16, '--channels', 16,
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 
-def run(*argv):
-    """sample.main in-process -> its exit code (0 when it returns)."""
-    try:
-        sample.main([str(a) for a in argv])
-    except SystemExit as e:
-        return e.code
-    return 0
+run = exit_code(sample.main)   # sample.main in-process: run(*argv) -> its exit code (0 when it returns)
 
 
 def read_pngs(folder):
@@ -53,10 +48,6 @@ def npz(path):
 def noise(shape, seed=0):
     # what sample.py feeds the model in its first batch: fm's prior, b(1) = 1 times N(0, I) from a seeded generator
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
-
-
-def uint8(x):  # (B, 3, H, W) in [-1, 1] -> (B, H, W, 3), the PNG pixels
-    return ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def raw_net(state, config):
@@ -78,13 +69,7 @@ def toy_run(tmp_path_factory, one_thread):
 @pytest.fixture(scope='module')
 def image_run(tmp_path_factory, one_thread):
     data, out = tmp_path_factory.mktemp('images'), tmp_path_factory.mktemp('image_run')
-    g = torch.Generator().manual_seed(0)
-    for c in range(3):                                          # test_train.py's write_images: 3 colour classes
-        os.makedirs(data / f'class{c}')
-        for i in range(12):
-            image = 0.3 * torch.rand(3, 16, 16, generator=g)
-            image[c] += 0.6
-            Image.fromarray(uint8(image[None] * 2 - 1)[0]).save(data / f'class{c}' / f'{i:02d}.png')
+    write_images(data)                                          # 3 colour classes of 12 16x16 images
     assert train.main([str(a) for a in [*IMAGES, '--data-dir', data, '--out', out]]) is None
     return out
 
@@ -274,26 +259,26 @@ def test_samples_npz_is_written_whole_or_not_at_all_and_overwrite_clears_the_lef
     assert sorted(os.listdir(out)) == ['sample.json', 'samples.npz'] and npz(out / 'samples.npz')['arr_0'].shape[0] == 3
 
 
-@pytest.fixture(scope='module')
-def inception_weights(tmp_path_factory):
-    # test_fid.py's pattern: our layout with random He-initialised convs (BN left near identity): O(0.1) features
-    path, g = tmp_path_factory.mktemp('inception') / fid.WEIGHTS_NAME, torch.Generator().manual_seed(0)
-    torch.save({k: torch.randn(v.shape, generator=g) * (2 / v[0].numel()) ** 0.5 if v.dim() == 4 else v
-                for k, v in fid.FIDInceptionV3().state_dict().items()}, path)
-    return path
-
-
 def test_fid_printed_is_the_frechet_distance_of_the_written_images(image_run, inception_weights, tmp_path, capsys):
+    # inception_weights: conftest's random weights, with which fid.FIDInceptionV3 matches pytorch-fid's network
+    # (test_fid.py); the rest is recomputed here: the written PNGs read with PIL, numpy statistics, the trace term
+    # in its n x n eigenvalue form (conftest.frechet_of_samples), not fid.path_stats / fid.frechet_distance
     rng = np.random.default_rng(0)                              # any reference statistics will do
     mu_ref, a = rng.standard_normal(2048) * 0.1, rng.standard_normal((2048, 64)) * 0.01
-    np.savez(tmp_path / 'ref.npz', mu=mu_ref, sigma=a @ a.T + 1e-3 * np.eye(2048))
+    sigma_ref = a @ a.T + 1e-3 * np.eye(2048)
+    np.savez(tmp_path / 'ref.npz', mu=mu_ref, sigma=sigma_ref)
     assert run(image_run / 'ckpt.pt', '--n', 4, '--out', tmp_path / 's', '--fid', tmp_path / 'ref.npz',
                '--fid-weights', inception_weights) == 0
     printed = float(capsys.readouterr().out.strip().splitlines()[-1].removeprefix('FID: '))
-    inception = fid.load_inception(str(inception_weights))
-    stats = fid.path_stats(str(tmp_path / 's'), lambda: inception)  # what python fid.py s/ ref.npz computes
-    expected = fid.frechet_distance(mu_ref, a @ a.T + 1e-3 * np.eye(2048), *stats)
-    assert printed > 0 and abs(printed - expected) <= 1e-6 * expected
+    net = fid.FIDInceptionV3()
+    net.load_state_dict(torch.load(inception_weights, weights_only=True))
+    _, pixels = read_pngs(tmp_path / 's')
+    assert pixels.shape == (4, 16, 16, 3)
+    with torch.no_grad():
+        features = net.eval()(torch.from_numpy(pixels).permute(0, 3, 1, 2).double().div(127.5).sub(1).float())
+    expected = frechet_of_samples(features.double().numpy(), mu_ref, sigma_ref)
+    # float32 features of the same pixels (batched alike), float64 statistics by two routes: measured 5e-8 relative
+    assert expected > 1 and printed == pytest.approx(expected, rel=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------------- foreign formats
@@ -342,10 +327,6 @@ def test_torchcfm_teacher_is_euler_in_its_own_time(tiny_cifar_config, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------- bad input
-
-def snapshot(folder):
-    return {os.path.join(d, f): os.stat(os.path.join(d, f)).st_mtime_ns for d, _, fs in os.walk(folder) for f in fs}
-
 
 BAD = {  # name -> (argv with {toy}/{image}/{tmp} placeholders, phrase of the one line)
     'missing_checkpoint': (['{tmp}/missing.pt'], 'checkpoint {tmp}/missing.pt not found'),
