@@ -77,8 +77,7 @@ def image_run(tmp_path_factory, one_thread):
 @pytest.fixture(scope='module')
 def toy_samples(toy_run, tmp_path_factory):
     out = tmp_path_factory.mktemp('toy_samples') / 's'
-    grid = ['--grid'] if hasattr(fid, 'save_scatter') else []  # sample.py refuses a toy --grid without it
-    assert run(toy_run / 'ckpt.pt', '--n', 100, '--npz', *grid, '--out', out) == 0
+    assert run(toy_run / 'ckpt.pt', '--n', 100, '--npz', '--grid', '--out', out) == 0
     return out
 
 
@@ -108,8 +107,6 @@ def test_toy_npz_has_exactly_n_points_with_labels_i_mod_classes(toy_samples):
 
 
 def test_toy_grid_is_the_scatter_plot_of_the_written_points(toy_samples, tmp_path):
-    if not hasattr(fid, 'save_scatter'):
-        pytest.skip('fid.save_scatter is not in fid.py yet (it moves there from train.py); toy --grid is refused')
     data = npz(toy_samples / 'samples.npz')
     fid.save_scatter(torch.from_numpy(data['arr_0']), torch.from_numpy(data['labels']), tmp_path / 'expected.png')
     expected = np.asarray(Image.open(tmp_path / 'expected.png'))
