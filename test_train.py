@@ -863,3 +863,74 @@ def test_ddp_two_cpu_ranks(toy_teacher, tmp_path):
     assert not torch.equal(ckpt['ranks'][0]['rng'], ckpt['ranks'][1]['rng'])
     assert sorted(os.listdir(tmp_path)) == ['ckpt.pt', 'metrics.jsonl', 'samples_ema0.99.png', 'samples_ema0.995.png',
                                             'samples_ema0.999.png', 'samples_generator.png', 'samples_teacher.png']
+
+
+# ---------------------------------------------------------------------------------------------------- data on the device
+
+class OldBatches:
+    """train.Batches before the data moved to the device (main at 435f2c3), verbatim but for die/last_line: a new
+    DataLoader each epoch, flips on the CPU. The reference the new class must reproduce bit for bit."""
+    def __init__(self, dataset, batch_size, seed, rank, world, device, flip, workers=0):
+        self.dataset, self.batch_size, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
+        self.device, self.flip, self.workers = device, flip, workers
+        self.epoch, self.pos, self.iterator = 0, 0, None
+        self.flip_rng = torch.Generator().manual_seed(seed * 1000 + rank)
+
+    def _iterate(self):
+        local = self.batch_size // self.world
+        while True:
+            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + 7919 * self.epoch))
+            starts = range(self.pos * self.batch_size, len(self.dataset) - self.batch_size + 1, self.batch_size)
+            batches = [order[s + self.rank * local: s + (self.rank + 1) * local].tolist() for s in starts]
+            if isinstance(self.dataset, torch.utils.data.TensorDataset):
+                yield from (tuple(t[i] for t in self.dataset.tensors) for i in batches)
+            else:
+                yield from torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
+                                                       pin_memory=self.device.type == 'cuda', generator=torch.Generator())
+            self.epoch, self.pos = self.epoch + 1, 0
+
+    def next(self):
+        self.iterator = self.iterator or self._iterate()
+        x, y = next(self.iterator)
+        self.pos += 1
+        if self.flip:
+            mask = torch.rand(len(x), generator=self.flip_rng) < 0.5
+            x = torch.where(mask[:, None, None, None], x.flip(-1), x)
+        return x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True)
+
+    def state_dict(self):
+        return dict(epoch=self.epoch, pos=self.pos, flip_rng=self.flip_rng.get_state())
+
+
+@pytest.mark.parametrize('hold', [True, False], ids=['held-on-device', 'one-persistent-loader'])
+def test_batches_are_the_previous_loaders_across_epochs_ranks_and_resume(hold, tmp_path, monkeypatch):
+    # 36 images in batches of 8: 4 batches an epoch (4 images left over), so 11 batches cross two epoch ends; the
+    # state is saved and restored into a fresh object mid-epoch (after 2, 6) and at an epoch's end (after 8)
+    write_images(tmp_path / 'images')
+    monkeypatch.setattr(train, 'HOLD_BYTES', train.HOLD_BYTES if hold else 0)
+    iterators = []
+    real_iter = torch.utils.data.DataLoader.__iter__
+
+    def counted_iter(loader):                                   # the new class's loaders (OldBatches' take lists)
+        iterators.extend([] if isinstance(loader.batch_sampler, list) else [1])
+        return real_iter(loader)
+    monkeypatch.setattr(torch.utils.data.DataLoader, '__iter__', counted_iter)
+    args = train.get_args(['--dataset', 'folder', '--data-dir', str(tmp_path / 'images'), '--image-size', '16',
+                           '--out', str(tmp_path / 'out')])
+    dataset = train.make_dataset(args)[0]
+    for world, rank in [(1, 0), (2, 1)]:
+        setup = (dataset, 8, 5, rank, world, torch.device('cpu'), True)
+        old, new = OldBatches(*setup), train.Batches(*setup)
+        assert (new.held is not None) == hold
+        del iterators[:]
+        for i in range(1, 12):
+            (x_old, y_old), (x, y) = old.next(), new.next()
+            assert x.dtype == x_old.dtype and torch.equal(x, x_old) and torch.equal(y, y_old), f'batch {i}'
+            state = new.state_dict()
+            assert state['epoch'] == old.state_dict()['epoch'] and state['pos'] == old.state_dict()['pos']
+            assert torch.equal(state['flip_rng'], old.state_dict()['flip_rng'])
+            if i in (2, 6, 8):                                  # as --resume does: a fresh object, the saved state
+                new = train.Batches(*setup)
+                new.load_state_dict(state)
+        # held: no DataLoader after the one-time decode; streamed: one per resume (3) plus the first, not one an epoch
+        assert len(iterators) == (0 if hold else 4)

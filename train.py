@@ -217,41 +217,79 @@ def make_dataset(args):
     return data, (3, size, size), len(data.classes)
 
 
+HOLD_BYTES = 4 << 30     # datasets up to 4 GiB of uint8 pixels (CIFAR-10: 150 MB, CelebA 64x64: 2.5 GB) live on the device
+PIXELS = (torch.arange(256.) / 255 - 0.5) / 0.5     # uint8 -> [-1, 1] exactly as ToTensor + Normalize computes it
+
+
+def held(dataset, workers):
+    """-> the whole dataset as CPU tensors (x: uint8 pixels, or the toy floats; y), decoded once and cached on the
+    dataset; None when it exceeds HOLD_BYTES or its transform is not make_dataset's (no exact uint8 round trip)."""
+    if isinstance(dataset, torch.utils.data.TensorDataset) or hasattr(dataset, 'held'):
+        return dataset.held if hasattr(dataset, 'held') else dataset.tensors
+    xs, ys = [], []
+    try:
+        if len(dataset) * dataset[0][0].numel() > HOLD_BYTES:
+            return None
+        for x, y in torch.utils.data.DataLoader(dataset, 500, num_workers=workers, generator=torch.Generator()):
+            xs.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+            ys.append(torch.as_tensor(y))
+            if not torch.equal(PIXELS[xs[-1].long()], x):
+                return None
+    except ValueError as e:
+        die(last_line(e))
+    dataset.held = torch.cat(xs), torch.cat(ys)
+    return dataset.held
+
+
 class Batches:
     """Endless, resumable batches: an epoch-seeded permutation sharded over ranks, flips drawn here.
 
-    The order depends only on (seed, epoch, position), so a resumed run sees exactly the same batches.
+    The order depends only on (seed, epoch, position), so a resumed run sees exactly the same batches. A dataset
+    that `held` takes lives on the device as one tensor, gathered and decoded there; a larger one streams through
+    one DataLoader whose sampler runs over all epochs (its workers start once, not every epoch).
     """
     def __init__(self, dataset, batch_size, seed, rank, world, device, flip, workers=0):
         if len(dataset) < batch_size:
             die(f'the dataset has {len(dataset)} items, fewer than one batch of {batch_size}')
         self.dataset, self.batch_size, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
         self.device, self.flip, self.workers = device, flip, workers
-        self.epoch, self.pos, self.iterator = 0, 0, None
+        self.epoch, self.pos, self.iterator, self.order = 0, 0, None, None
         self.flip_rng = torch.Generator().manual_seed(seed * 1000 + rank)
+        self.held = held(dataset, workers)
+        self.held = self.held and [t.to(device) for t in (*self.held, PIXELS)]
+        self.local = batch_size // world
 
-    def _iterate(self):
-        local = self.batch_size // self.world
+    def permutation(self, epoch):
+        return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + 7919 * epoch))
+
+    def sampler(self):                                          # this rank's index lists from (epoch, pos) on
+        epoch, pos, b = self.epoch, self.pos, self.batch_size
         while True:
-            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + 7919 * self.epoch))
-            starts = range(self.pos * self.batch_size, len(self.dataset) - self.batch_size + 1, self.batch_size)
-            batches = [order[s + self.rank * local: s + (self.rank + 1) * local].tolist() for s in starts]
-            if isinstance(self.dataset, torch.utils.data.TensorDataset):
-                yield from (tuple(t[i] for t in self.dataset.tensors) for i in batches)
-            else:   # generator=: each new iterator (every epoch, and on resume) draws a seed there, not globally
-                yield from torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
-                                                       pin_memory=self.device.type == 'cuda', generator=torch.Generator())
-            self.epoch, self.pos = self.epoch + 1, 0
+            order = self.permutation(epoch)
+            yield from (order[s + self.rank * self.local: s + (self.rank + 1) * self.local].tolist()
+                        for s in range(pos * b, len(self.dataset) - b + 1, b))
+            epoch, pos = epoch + 1, 0
 
     def next(self):
-        self.iterator = self.iterator or self._iterate()
-        try:
-            x, y = next(self.iterator)
-        except ValueError as e:
-            die(last_line(e))
+        if (self.pos + 1) * self.batch_size > len(self.dataset):   # the epoch is used up (the last partial batch too)
+            self.epoch, self.pos, self.order = self.epoch + 1, 0, None
+        if self.held:
+            x, y, pixels = self.held
+            if self.order is None:
+                self.order = self.permutation(self.epoch).to(self.device)
+            i = self.order[self.pos * self.batch_size + self.rank * self.local:][:self.local]
+            x, y = (pixels[x[i].long()] if x.dtype == torch.uint8 else x[i]), y[i]
+        else:   # generator=: the iterator draws its workers' seeds there, not from the global RNG
+            self.iterator = self.iterator if self.iterator is not None else iter(torch.utils.data.DataLoader(
+                self.dataset, batch_sampler=self.sampler(), num_workers=self.workers,
+                pin_memory=self.device.type == 'cuda', generator=torch.Generator()))
+            try:
+                x, y = next(self.iterator)
+            except ValueError as e:
+                die(last_line(e))
         self.pos += 1
         if self.flip:                                           # random horizontal flip (CIFAR-10 training)
-            mask = torch.rand(len(x), generator=self.flip_rng) < 0.5
+            mask = (torch.rand(len(x), generator=self.flip_rng) < 0.5).to(x.device, non_blocking=True)
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)
         return x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True)
 
@@ -259,7 +297,7 @@ class Batches:
         return dict(epoch=self.epoch, pos=self.pos, flip_rng=self.flip_rng.get_state())
 
     def load_state_dict(self, state):
-        self.epoch, self.pos, self.iterator = state['epoch'], state['pos'], None
+        self.epoch, self.pos, self.iterator, self.order = state['epoch'], state['pos'], None, None
         self.flip_rng.set_state(state['flip_rng'])
 
 
@@ -281,13 +319,13 @@ def optimizer_step(loss, opt, sched, params, clip):
 
 @torch.no_grad()
 def ema_update(ema, net, decay):
-    for p_ema, p in zip(ema.parameters(), net.parameters()):
-        p_ema.lerp_(p, 1 - decay)
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)   # one kernel per group, not per tensor
 
 
 def adam(params, lr, warmup, betas=(0.9, 0.999)):
     """Adam with a linear learning-rate warm-up over `warmup` steps -> (optimizer, scheduler)."""
-    opt = torch.optim.Adam(params, lr=lr, betas=betas)
+    params = list(params)
+    opt = torch.optim.Adam(params, lr=lr, betas=betas, fused=params[0].is_cuda or None)   # fused: one kernel (CUDA)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
 
 
@@ -356,18 +394,24 @@ def model_config(args, shape, num_classes):
 
 
 def wrap(net, args, device, ddp):
-    """Optionally compile, then DDP-wrap a network whose parameters train; returns the module to call."""
-    net = torch.compile(net) if args.compile else net
+    """--compile: each block compiled in place (models.compile_blocks); then DDP-wrap a network that trains."""
+    net = models.compile_blocks(net) if args.compile else net
     return nn.parallel.DistributedDataParallel(net, [device.index] if device.type == 'cuda' else None) if ddp else net
 
 
-def stop_if_not_finite(step, ckpt_path, **values):
-    """A NaN/inf loss ends the run: one line naming it, exit 3; the last checkpoint (written atomically) stays."""
-    for name, value in values.items():
-        if not math.isfinite(value):
-            kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
-            what = 'generator gradient norm' if name == 'gen_grad' else f'{name} loss'
-            die(f'non-finite {what} ({value}) at step {step}{kept}', code=3)
+def stop_if_not_finite(pending, ckpt_path):
+    """pending: [(step, {name: 0-d tensor})] since the last read, read now in one host sync (the loops read only to
+    log or checkpoint) -> [{name: value}]. A NaN/inf ends the run: one line naming the first, exit 3; the last
+    checkpoint (written atomically, and only after this check) stays."""
+    rows = torch.stack([torch.stack([v.float() for v in values.values()]) for _, values in pending]).tolist()
+    for (step, values), row in zip(pending, rows):
+        for name, value in zip(values, row):
+            if not math.isfinite(value):
+                kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
+                what = {'gen_grad': 'generator gradient norm', 'grad': 'teacher gradient norm'}.get(name, f'{name} loss')
+                die(f'non-finite {what} ({value}) at step {step}{kept}', code=3)
+    rows, pending[:] = [dict(zip(values, row)) for (_, values), row in zip(pending, rows)], []
+    return rows
 
 
 def progress(log, phase, step, total, rate, **values):
@@ -405,6 +449,7 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
     ref_stats = fid.gaussian_stats(ref) if toy else fid.pixel_stats(ref)
 
     @torch.no_grad()
+    @torch.compiler.set_stance('force_eager')                  # --compile: no graphs for evaluation's batch shapes
     def evaluate(name, sample_fn):
         g = torch.Generator(device).manual_seed(1)
         labels = torch.arange(n, device=device) % classes if classes else None
@@ -466,16 +511,21 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
             die(f'{ckpt_path} is at step {start}, past --teacher-steps {args.teacher_steps}')
         log(f'resumed the teacher from {ckpt_path} at step {start}')
     t0 = last = time.time()
+    pending = []                                                # this step's values stay on the device until read
     for step in range(start + 1, args.teacher_steps + 1):
         x, y = data.next()
         with autocast(args):
             loss = losses.um_loss(model, interp, x, y if args.cond else None)         # Def. 1 / eq. 3
-        stop_if_not_finite(step, ckpt_path, teacher=loss.item())
         grad_norm = optimizer_step(loss, opt, sched, net.parameters(), args.clip)
         ema_update(ema, net, min(args.teacher_ema, (1 + step) / (10 + step)))         # EMA with warm-up
-        if time.time() - last > args.log_every or step == args.teacher_steps:
-            progress(log, 'teacher', step, args.teacher_steps, (step - start) / (time.time() - t0), loss=loss.item(),
-                     grad=grad_norm.item())
+        pending.append((step, dict(teacher=loss.detach(), grad=grad_norm)))
+        if args.compile and step == start + 1:
+            log(f'--compile: the first step took {time.time() - t0:.0f} s, compiling included')
+        if (log_now := time.time() - last > args.log_every or step == args.teacher_steps) or step % args.eval_every == 0:
+            values = stop_if_not_finite(pending, ckpt_path)[-1]  # one host sync, only to log or checkpoint
+        if log_now:
+            progress(log, 'teacher', step, args.teacher_steps, (step - start) / (time.time() - t0), loss=values['teacher'],
+                     grad=values['grad'])
             last = time.time()
         if step % args.eval_every == 0 and step < args.teacher_steps:
             save_state(ckpt_path, step, stateful, data, device, ddp, world, rank, model=config)
@@ -584,10 +634,11 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
         if isinstance(m, nn.Dropout):                           # App. D.1: no dropout in generator and fake
             m.p = 0.0
     head = nn.Linear(fake_net.feature_dim, 1).to(device) if args.gan else None    # on models' features()
-    nets = SimpleNamespace(teacher=torch.compile(teacher) if args.compile else teacher, generator=generator,
+    emas = EMAs({decay: copy.deepcopy(generator).requires_grad_(False).to(memory_format=torch.channels_last if args.compile
+                 else torch.preserve_format) for decay in args.ema})    # copied before compiling: see compile_blocks
+    nets = SimpleNamespace(teacher=models.compile_blocks(teacher) if args.compile else teacher, generator=generator,
                            gen=wrap(generator, args, device, ddp), fake=wrap(fake, args, device, ddp), fake_raw=fake,
                            head=head, fake_params=[*fake.parameters(), *(head.parameters() if head else [])])
-    emas = EMAs({decay: copy.deepcopy(generator).requires_grad_(False) for decay in args.ema})
     opt_fake, sched_fake = adam(nets.fake_params, args.lr, args.warmup, betas=(0.0, 0.999))  # App. D.1: beta1 = 0
     opt_gen, sched_gen = adam(generator.parameters(), args.lr, args.warmup, betas=(0.0, 0.999))
     stateful = dict(generator=generator, fake=fake, emas=emas, opt_fake=opt_fake, opt_gen=opt_gen, sched_fake=sched_fake,
@@ -618,7 +669,7 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
     if start == 0:
         evaluation(0, {}, 0.0)                                  # the generator at its initialisation
     n, use_real = args.batch_size // world, args.alpha < 1 or (args.gamma or 1) < 1 or args.gan is not None
-    sums, count, seconds, peak, last = {}, 0, 0.0, 0.0, time.time()
+    pending, sums, count, seconds, peak, last = [], {}, 0, 0.0, 0.0, time.time()
     for step in range(start + 1, args.steps + 1):
         t0 = time.time()
         for _ in range(args.k):                                 # Algorithm 1: K fake updates on RealUM (Def. 2)
@@ -630,14 +681,17 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
         loss_gen, grad_norm = generator_update(args, interp, nets, opt_gen, sched_gen, z, y_gen)
         for decay, ema in emas.items():
             ema_update(ema, generator, decay)
-        values = dict(fake=loss_fake.item(), gen=loss_gen.item(), gen_grad=grad_norm.item())
+        pending.append((step, dict(fake=loss_fake, gen=loss_gen, gen_grad=grad_norm)))  # on the device until read
+        if args.compile and step == start + 1:
+            log(f'--compile: the first step took {time.time() - t0:.0f} s, compiling included')
+        log_now, eval_now = time.time() - last > args.log_every or step == args.steps, step % args.eval_every == 0
+        for values in stop_if_not_finite(pending, ckpt_path) if log_now or eval_now else []:    # one host sync
+            sums, count, peak = {k: sums.get(k, 0.0) + v for k, v in values.items()}, count + 1, max(peak, values['gen_grad'])
         seconds += time.time() - t0
-        stop_if_not_finite(step, ckpt_path, **values)
-        sums, count, peak = {k: sums.get(k, 0.0) + v for k, v in values.items()}, count + 1, max(peak, values['gen_grad'])
-        if time.time() - last > args.log_every or step == args.steps:
+        if log_now:
             progress(log, 'distill', step, args.steps, count / max(seconds, 1e-9), **values)
             last = time.time()
-        if step % args.eval_every == 0 or step == args.steps:
+        if eval_now or step == args.steps:
             checkpoint(step)
             evaluation(step, {**{k: v / count for k, v in sums.items()}, 'gen_grad_max': peak}, count / max(seconds, 1e-9))
             sums, count, seconds, peak = {}, 0, 0.0, 0.0
@@ -658,6 +712,8 @@ def main(argv=None):
         if args.batch_size % world:
             die(f'--batch-size {args.batch_size} is not divisible by the {world} ranks')
     torch.manual_seed(args.seed + rank)
+    if device.type == 'cuda':       # fixed shapes: cuDNN times its conv algorithms once (as EDM, SiD); fp32: TF32 matmuls
+        torch.backends.cudnn.benchmark, _ = True, torch.set_float32_matmul_precision('high')
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
