@@ -269,7 +269,7 @@ class Generator(nn.Module):
         return self.interp.to_x0(t, z, self.net(t, z, y))
 
 
-def compile_blocks(net):
+def compile_blocks(net, **options):  # options: torch.compile's (tests: backend='aot_eager')
     # train.py --compile: torch.compile (default inductor mode, static shapes) every ResBlock and AttentionBlock in
     # place (an MLP whole), conv weights channels_last. In place, so every call of the network runs compiled code
     # (also through TimeFlip, Generator, a DDP wrapper or a bare reference to the module) and the state dict keeps
@@ -280,7 +280,7 @@ def compile_blocks(net):
     net.to(memory_format=torch.channels_last)
     for m in net.modules():
         if isinstance(m, (ResBlock, AttentionBlock, MLP)):
-            m.compile(dynamic=False)
+            m.compile(**{'dynamic': False, **options})
     return net
 
 
