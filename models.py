@@ -32,6 +32,8 @@ class GroupNorm(nn.GroupNorm):
     # bf16. Autocast's own policy runs group_norm in fp32: a bf16 -> fp32 copy in, an fp32 output that the SiLU
     # reads and the next conv casts back, 51 times per U-Net forward. Error against fp64: README, Throughput.
     def forward(self, x):
+        if x.dtype == self.weight.dtype:                        # fp32 activations: nn.GroupNorm itself
+            return super().forward(x)
         with torch.autocast(x.device.type, enabled=False):
             return F.group_norm(x, self.num_groups, self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
 

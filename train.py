@@ -276,7 +276,7 @@ class Batches:
         if self.held:
             x, y, pixels = self.held
             if self.order is None:
-                self.order = self.permutation(self.epoch).to(self.device)
+                self.order = self.permutation(self.epoch).to(self.device, non_blocking=True)
             i = self.order[self.pos * self.batch_size + self.rank * self.local:][:self.local]
             x, y = (pixels[x[i].long()] if x.dtype == torch.uint8 else x[i]), y[i]
         else:   # generator=: the iterator draws its workers' seeds there, not from the global RNG
