@@ -960,7 +960,7 @@ def test_batches_are_the_previous_loaders_across_epochs_ranks_and_resume(hold, t
     # 36 images in batches of 8: 4 batches an epoch (4 images left over), so 11 batches cross two epoch ends; the
     # state is saved and restored into a fresh object mid-epoch (after 2, 6) and at an epoch's end (after 8)
     write_images(tmp_path / 'images')
-    monkeypatch.setattr(train, 'HOLD_BYTES', train.HOLD_BYTES if hold else 0)
+    monkeypatch.setattr(train.Batches, 'HOLD_BYTES', train.Batches.HOLD_BYTES if hold else 0)
     iterators = []
     real_iter = torch.utils.data.DataLoader.__iter__
 
@@ -987,3 +987,16 @@ def test_batches_are_the_previous_loaders_across_epochs_ranks_and_resume(hold, t
                 new.load_state_dict(state)
         # held: no DataLoader after the one-time decode; streamed: one per resume (3) plus the first, not one an epoch
         assert len(iterators) == (0 if hold else 4)
+
+
+def test_the_loops_read_their_losses_only_to_log_or_checkpoint(tmp_path, monkeypatch):
+    # no host sync per step: losses and gradient norms stay on the device until stop_if_not_finite reads them in one
+    # .tolist(), when a progress line or a checkpoint is due. With progress lines far apart, a 6-step teacher and 6
+    # distillation steps, both checkpointed every 3 steps, are read twice each, 3 steps at a time (the NaN check
+    # sees every step: test_nan_loss_stops_with_step_and_loss_named_and_keeps_last_checkpoint)
+    reads, real = [], train.stop_if_not_finite
+    monkeypatch.setattr(train, 'stop_if_not_finite', lambda pending, path: reads.append([s for s, _ in pending]) or
+                        real(pending, path))
+    assert main(*TOY_QUICK, '--teacher-steps', 6, '--hidden', 16, '--steps', 6, '--eval-every', 3, '--log-every', 1e6,
+                '--out', tmp_path) == 0
+    assert reads == [[1, 2, 3], [4, 5, 6]] * 2

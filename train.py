@@ -217,77 +217,62 @@ def make_dataset(args):
     return data, (3, size, size), len(data.classes)
 
 
-HOLD_BYTES = 4 << 30     # datasets up to 4 GiB of uint8 pixels (CIFAR-10: 150 MB, CelebA 64x64: 2.5 GB) live on the device
-PIXELS = (torch.arange(256.) / 255 - 0.5) / 0.5     # uint8 -> [-1, 1] exactly as ToTensor + Normalize computes it
-
-
-def held(dataset, workers):
-    """-> the whole dataset as CPU tensors (x: uint8 pixels, or the toy floats; y), decoded once and cached on the
-    dataset; None when it exceeds HOLD_BYTES or its transform is not make_dataset's (no exact uint8 round trip)."""
-    if isinstance(dataset, torch.utils.data.TensorDataset) or hasattr(dataset, 'held'):
-        return dataset.held if hasattr(dataset, 'held') else dataset.tensors
-    xs, ys = [], []
-    try:
-        if len(dataset) * dataset[0][0].numel() > HOLD_BYTES:
-            return None
-        for x, y in torch.utils.data.DataLoader(dataset, 500, num_workers=workers, generator=torch.Generator()):
-            xs.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
-            ys.append(torch.as_tensor(y))
-            if not torch.equal(PIXELS[xs[-1].long()], x):
-                return None
-    except ValueError as e:
-        die(last_line(e))
-    dataset.held = torch.cat(xs), torch.cat(ys)
-    return dataset.held
-
-
 class Batches:
-    """Endless, resumable batches: an epoch-seeded permutation sharded over ranks, flips drawn here.
+    """Endless, resumable batches: an epoch-seeded permutation sharded over ranks, flips drawn here. The order
+    depends only on (seed, epoch, position), so a resumed run sees exactly the same batches. A dataset of up to
+    HOLD_BYTES is decoded once and held on the device, batches gathered there; a larger one streams through one
+    DataLoader whose sampler runs over all epochs (its workers start once, not every epoch)."""
+    HOLD_BYTES = 4 << 30    # uint8 pixels: CIFAR-10 150 MB, CelebA 64x64 2.5 GB
+    PIXELS = (torch.arange(256.) / 255 - 0.5) / 0.5     # uint8 -> [-1, 1] exactly as ToTensor + Normalize computes it
 
-    The order depends only on (seed, epoch, position), so a resumed run sees exactly the same batches. A dataset
-    that `held` takes lives on the device as one tensor, gathered and decoded there; a larger one streams through
-    one DataLoader whose sampler runs over all epochs (its workers start once, not every epoch).
-    """
     def __init__(self, dataset, batch_size, seed, rank, world, device, flip, workers=0):
         if len(dataset) < batch_size:
             die(f'the dataset has {len(dataset)} items, fewer than one batch of {batch_size}')
         self.dataset, self.batch_size, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
         self.device, self.flip, self.workers = device, flip, workers
-        self.epoch, self.pos, self.iterator, self.order = 0, 0, None, None
+        self.epoch, self.pos, self.iterator = 0, 0, None
         self.flip_rng = torch.Generator().manual_seed(seed * 1000 + rank)
-        self.held = held(dataset, workers)
-        self.held = self.held and [t.to(device) for t in (*self.held, PIXELS)]
-        self.local = batch_size // world
+        tensors = dataset.tensors if isinstance(dataset, torch.utils.data.TensorDataset) else self.hold(dataset)
+        self.held = tensors and [t.to(device) for t in (*tensors, self.PIXELS)]
 
-    def permutation(self, epoch):
-        return torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + 7919 * epoch))
+    def hold(self, dataset):
+        """-> (x uint8, y), decoded once (and cached on the dataset); None above HOLD_BYTES or when the images are
+        not exactly PIXELS of uint8 ones (a transform other than make_dataset's)."""
+        if not hasattr(dataset, 'held'):
+            xs, ys = [], []
+            try:
+                for x, y in ([] if len(dataset) * dataset[0][0].numel() > self.HOLD_BYTES else torch.utils.data.DataLoader(
+                        dataset, 500, num_workers=self.workers, generator=torch.Generator())):
+                    xs.append(((x + 1) * 127.5).round().to(torch.uint8))
+                    ys.append(y if torch.equal(self.PIXELS[xs[-1].long()], x) else None)
+            except ValueError as e:
+                die(last_line(e))
+            dataset.held = (torch.cat(xs), torch.cat(ys)) if xs and all(y is not None for y in ys) else None
+        return dataset.held
 
-    def sampler(self):                                          # this rank's index lists from (epoch, pos) on
-        epoch, pos, b = self.epoch, self.pos, self.batch_size
+    def _iterate(self):                                         # this rank's index lists from (epoch, pos) on
+        epoch, pos, local = self.epoch, self.pos, self.batch_size // self.world
         while True:
-            order = self.permutation(epoch)
-            yield from (order[s + self.rank * self.local: s + (self.rank + 1) * self.local].tolist()
-                        for s in range(pos * b, len(self.dataset) - b + 1, b))
+            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + 7919 * epoch))
+            starts = range(pos * self.batch_size, len(self.dataset) - self.batch_size + 1, self.batch_size)
+            yield from (order[s + self.rank * local: s + (self.rank + 1) * local].tolist() for s in starts)
             epoch, pos = epoch + 1, 0
 
     def next(self):
-        if (self.pos + 1) * self.batch_size > len(self.dataset):   # the epoch is used up (the last partial batch too)
-            self.epoch, self.pos, self.order = self.epoch + 1, 0, None
-        if self.held:
-            x, y, pixels = self.held
-            if self.order is None:
-                self.order = self.permutation(self.epoch).to(self.device, non_blocking=True)
-            i = self.order[self.pos * self.batch_size + self.rank * self.local:][:self.local]
-            x, y = (pixels[x[i].long()] if x.dtype == torch.uint8 else x[i]), y[i]
-        else:   # generator=: the iterator draws its workers' seeds there, not from the global RNG
-            self.iterator = self.iterator if self.iterator is not None else iter(torch.utils.data.DataLoader(
-                self.dataset, batch_sampler=self.sampler(), num_workers=self.workers,
+        if self.iterator is None:   # generator=: the DataLoader draws its workers' seeds there, not from the global RNG
+            self.iterator = self._iterate() if self.held else iter(torch.utils.data.DataLoader(
+                self.dataset, batch_sampler=self._iterate(), num_workers=self.workers,
                 pin_memory=self.device.type == 'cuda', generator=torch.Generator()))
-            try:
-                x, y = next(self.iterator)
-            except ValueError as e:
-                die(last_line(e))
-        self.pos += 1
+        try:
+            batch = next(self.iterator)
+        except ValueError as e:
+            die(last_line(e))
+        if self.held:                                           # gathered (and uint8 decoded) on the device
+            x, y, pixels = self.held
+            i = torch.tensor(batch).to(self.device, non_blocking=True)
+            batch = (pixels[x[i].long()] if x.dtype == torch.uint8 else x[i]), y[i]
+        (x, y), full = batch, (self.pos + 1) * self.batch_size <= len(self.dataset)   # else it opened a new epoch
+        self.epoch, self.pos = (self.epoch, self.pos + 1) if full else (self.epoch + 1, 1)   # (a loader runs ahead)
         if self.flip:                                           # random horizontal flip (CIFAR-10 training)
             mask = (torch.rand(len(x), generator=self.flip_rng) < 0.5).to(x.device, non_blocking=True)
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)
@@ -297,7 +282,7 @@ class Batches:
         return dict(epoch=self.epoch, pos=self.pos, flip_rng=self.flip_rng.get_state())
 
     def load_state_dict(self, state):
-        self.epoch, self.pos, self.iterator, self.order = state['epoch'], state['pos'], None, None
+        self.epoch, self.pos, self.iterator = state['epoch'], state['pos'], None
         self.flip_rng.set_state(state['flip_rng'])
 
 
@@ -400,18 +385,17 @@ def wrap(net, args, device, ddp):
 
 
 def stop_if_not_finite(pending, ckpt_path):
-    """pending: [(step, {name: 0-d tensor})] since the last read, read now in one host sync (the loops read only to
-    log or checkpoint) -> [{name: value}]. A NaN/inf ends the run: one line naming the first, exit 3; the last
-    checkpoint (written atomically, and only after this check) stays."""
-    rows = torch.stack([torch.stack([v.float() for v in values.values()]) for _, values in pending]).tolist()
-    for (step, values), row in zip(pending, rows):
-        for name, value in zip(values, row):
+    """Reads pending [(step, {name: 0-d tensor})] in one host sync (the loops read only to log or checkpoint), empties
+    it -> [{name: value}]. A NaN/inf ends the run: one line naming the first, exit 3; the last checkpoint stays."""
+    rows = torch.stack([torch.stack([*values.values()]) for _, values in pending]).tolist()
+    rows, pending[:] = [(step, dict(zip(values, row))) for (step, values), row in zip(pending, rows)], []
+    for step, values in rows:
+        for name, value in values.items():
             if not math.isfinite(value):
                 kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
                 what = {'gen_grad': 'generator gradient norm', 'grad': 'teacher gradient norm'}.get(name, f'{name} loss')
                 die(f'non-finite {what} ({value}) at step {step}{kept}', code=3)
-    rows, pending[:] = [dict(zip(values, row)) for (_, values), row in zip(pending, rows)], []
-    return rows
+    return [values for _, values in rows]
 
 
 def progress(log, phase, step, total, rate, **values):
@@ -510,8 +494,7 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
         if start > args.teacher_steps:
             die(f'{ckpt_path} is at step {start}, past --teacher-steps {args.teacher_steps}')
         log(f'resumed the teacher from {ckpt_path} at step {start}')
-    t0 = last = time.time()
-    pending = []                                                # this step's values stay on the device until read
+    t0, last, pending = time.time(), time.time(), []           # pending: values on the device until read
     for step in range(start + 1, args.teacher_steps + 1):
         x, y = data.next()
         with autocast(args):
