@@ -256,21 +256,28 @@ def rel(a, b):
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
-def check(ours, naive, batch, amp='none', verbose=True):
-    """One iteration of each loop from identical weights and RNG state -> (passed, {quantity: (difference, tol)})."""
+def check(ours, naive, batch, amp='none', verbose=True, tf32_off=True):
+    """One iteration of each loop from identical weights and RNG state -> (passed, {quantity: (difference, tol)}).
+    CUDA: TF32 convs and matmuls would pick per-batch-size rounding, so fp32 is checked with TF32 off; under
+    --compile (tf32_off=False) toggling it would change the global state every compiled graph is guarded on and
+    compile them all again, so TF32 stays on and fp32 gets bf16's tolerances (TF32 keeps 3 more mantissa bits)."""
     gen0, fake0 = ([p.detach().clone() for p in net.parameters()] for net in (ours.nets.generator, ours.nets.fake))
-    seed, tf32 = ours.args.seed + 1, torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False                     # CUDA: TF32 convs would pick per-batch-size rounding
+    seed, tf32 = ours.args.seed + 1, (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    if tf32_off:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision('highest')
     try:
         torch.manual_seed(seed)
         ours_fake, ours_gen = ours_iteration(ours, *batch)
         torch.manual_seed(seed)
         naive_fake, naive_gen = naive.iteration(*batch)
     finally:
-        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32[0]
+        torch.set_float32_matmul_precision(tf32[1])
+    tolerances = 'bf16' if amp == 'bf16' or not tf32_off and ours.device.type == 'cuda' else 'none'
     gens, fakes = (ours.nets.generator, naive.gen), (ours.nets.fake, naive.fake)
     update = lambda net, start: [p - p0 for p, p0 in zip(net.parameters(), start)]
-    rtol, utol = RTOL[amp]
+    rtol, utol = RTOL[tolerances]
     diffs = {'fake losses, K steps': (max(rel([a], [b]) for a, b in zip(ours_fake, naive_fake)), rtol),
              'generator loss': (rel([ours_gen], [naive_gen]), rtol),
              'generator gradient': (rel(*([p.grad for p in net.parameters()] for net in gens)), rtol),
@@ -278,7 +285,7 @@ def check(ours, naive, batch, amp='none', verbose=True):
              'fake update, K steps': (rel(*(update(net, fake0) for net in fakes)), utol)}
     passed = all(tol is None or d <= tol for d, tol in diffs.values())
     if verbose:
-        print(f'check: one iteration of each from the same weights and RNG state (relative l2 difference, amp {amp})')
+        print(f'check: one iteration of each from the same weights and RNG state (relative l2 difference, amp {amp}, {tolerances} tolerances)')
         for name, (d, tol) in diffs.items():
             print(f'  {name:22s} {d:8.1e}   ' + (f'tolerance {tol:g}' if tol else 'not compared (see RTOL)'))
         print(f'  last fake loss {float(ours_fake[-1]):.7g} (ours) {float(naive_fake[-1]):.7g} (naive), '
@@ -321,7 +328,7 @@ def main(argv=None):
     ours, naive, batch = build(args)
     print(f'{sum(p.numel() for p in ours.nets.generator.parameters()) / 1e6:.2f}M parameters per network')
     start = time.perf_counter()
-    passed, _ = check(ours, naive, batch, args.amp)
+    passed, _ = check(ours, naive, batch, args.amp, tf32_off=not args.compile)
     if args.compile:
         print(f'compile: the check\'s iteration of ours took {time.perf_counter() - start:.0f} s, compiling included')
     if not passed:
