@@ -276,7 +276,7 @@ def compile_blocks(net, **options):  # options: torch.compile's (tests: backend=
     # place (an MLP whole), conv weights channels_last. In place, so every call of the network runs compiled code
     # (also through TimeFlip, Generator, a DDP wrapper or a bare reference to the module) and the state dict keeps
     # its keys (no '_orig_mod.'); per block, so a few graphs per distinct block shape serve every network and
-    # the compile time stays short. Deep-copy a network before compiling it: a copy would call the original's blocks.
+    # the compile time stays short. copy.deepcopy gives an eager copy (Module.__getstate__ drops the compiled call).
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)   # shapes x grad modes
     torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 4096)
     net.to(memory_format=torch.channels_last)

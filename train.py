@@ -477,8 +477,8 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
     whole state goes to OUT/teacher_ckpt.pt, from which --resume continues exactly."""
     config, ckpt_path = model_config(args, shape, num_classes), os.path.join(args.out, 'teacher_ckpt.pt')
     net = models.build_model(config).to(device)
-    ema = copy.deepcopy(net).requires_grad_(False)
     model = wrap(interp.precondition(net), args, device, ddp)
+    ema = copy.deepcopy(net).requires_grad_(False)             # after wrap: its layout (--compile: channels_last)
     opt, sched = adam(net.parameters(), args.teacher_lr, min(args.warmup, args.teacher_steps // 10))
     if args.teacher_keep:                                       # the first round(f n_c) items of class c
         labels = torch.as_tensor(dataset.tensors[1] if hasattr(dataset, 'tensors') else dataset.targets)
@@ -617,11 +617,10 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
         if isinstance(m, nn.Dropout):                           # App. D.1: no dropout in generator and fake
             m.p = 0.0
     head = nn.Linear(fake_net.feature_dim, 1).to(device) if args.gan else None    # on models' features()
-    emas = EMAs({decay: copy.deepcopy(generator).requires_grad_(False).to(memory_format=torch.channels_last if args.compile
-                 else torch.preserve_format) for decay in args.ema})    # copied before compiling: see compile_blocks
     nets = SimpleNamespace(teacher=models.compile_blocks(teacher) if args.compile else teacher, generator=generator,
                            gen=wrap(generator, args, device, ddp), fake=wrap(fake, args, device, ddp), fake_raw=fake,
                            head=head, fake_params=[*fake.parameters(), *(head.parameters() if head else [])])
+    emas = EMAs({decay: copy.deepcopy(generator).requires_grad_(False) for decay in args.ema})
     opt_fake, sched_fake = adam(nets.fake_params, args.lr, args.warmup, betas=(0.0, 0.999))  # App. D.1: beta1 = 0
     opt_gen, sched_gen = adam(generator.parameters(), args.lr, args.warmup, betas=(0.0, 0.999))
     stateful = dict(generator=generator, fake=fake, emas=emas, opt_fake=opt_fake, opt_gen=opt_gen, sched_fake=sched_fake,

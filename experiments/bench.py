@@ -132,6 +132,8 @@ def build(args):
     naive = NaiveLoop(ours)
     for net in (teacher, generator, fake) if args.compile else ():
         models.compile_blocks(net)
+    if args.compile:                                            # EMAs with the generator's channels_last layout
+        ours.emas = {d: copy.deepcopy(generator).requires_grad_(False) for d in ours.emas}
     return ours, naive, (x_real, y_real)
 
 
