@@ -119,7 +119,7 @@ def get_args(argv=None):
     a('--seed', type=checked(int, lambda v: 0 <= v < 2 ** 32, 'in [0, 2**32)'), default=0)
     a('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     a('--amp', choices=['none', 'bf16'], default='none', help='bf16 autocast of all forwards (fp32 weights, losses)')
-    a('--compile', action='store_true', help='torch.compile the networks')
+    a('--compile', action='store_true', help='torch.compile each block of every network (models.compile_blocks)')
     a('--resume', action='store_true', help='continue exactly from OUT/teacher_ckpt.pt or OUT/ckpt.pt')
     a('--log-every', type=RATE, default=5.0, help='seconds between progress lines')
     args = p.parse_args(argv)

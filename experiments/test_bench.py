@@ -75,3 +75,17 @@ def test_teacher_mode_times_the_teacher_step_on_device_held_data(capsys):
     with sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
         net(torch.rand(8), torch.randn(8, 3, 8, 8))
     assert 2.9 * counter.get_total_flops() < flops <= 3 * counter.get_total_flops()
+
+
+def test_compiled_ours_passes_the_check_and_is_timed(monkeypatch, capsys):
+    # --compile as gpu.sh runs it (models.compile_blocks on ours' three networks after the naive loop copied them),
+    # with aot_eager instead of inductor to take seconds: the check passes, the compile time and the FLOPs are printed
+    torch._dynamo.reset()
+    real = bench.models.compile_blocks
+    monkeypatch.setattr(bench.models, 'compile_blocks', lambda net: real(net, backend='aot_eager'))
+    try:
+        bench.main(TINY + ['--iters', '1', '--warm', '0', '--compile'])
+    finally:
+        torch._dynamo.reset()
+    out = capsys.readouterr().out
+    assert 'check: PASS' in out and "compile: the check's iteration of ours took" in out and 'flops: ' in out
