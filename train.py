@@ -695,7 +695,8 @@ def main(argv=None):
             die(f'--batch-size {args.batch_size} is not divisible by the {world} ranks')
     torch.manual_seed(args.seed + rank)
     if device.type == 'cuda':       # fixed shapes: cuDNN times its conv algorithms once (as EDM, SiD); fp32: TF32 matmuls
-        torch.backends.cudnn.benchmark, _ = True, torch.set_float32_matmul_precision('high')
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision('high')
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
