@@ -49,8 +49,8 @@ stage() {   # stage N NAME LIMIT command...: run it under min(LIMIT, what is lef
     { echo "== stage $n $name (timeout ${limit}s): $*"; timeout $limit "$@"; echo "== exit $? after $((SECONDS - start)) s"; } 2>&1 | tee "$LOG/$name.txt"
 }
 B="$PY experiments/bench.py --device cuda --full --iters 5 --warm 1"
-stage 1 bench_bf16_compile 240 $B --amp bf16 --compile --profile 15
-stage 2 teacher_bf16_compile 120 $B --mode teacher --amp bf16 --compile
+stage 1 bench_bf16_compile 300 $B --amp bf16 --compile --profile 15
+stage 2 teacher_bf16_compile 150 $B --mode teacher --amp bf16 --compile
 stage 3 bench_fp32_compile 150 $B --compile
 stage 4 bench_bf16_eager 60 $B --amp bf16
 stage 5 teacher_eager 50 bash -c "$B --mode teacher && $B --mode teacher --amp bf16"

@@ -1,7 +1,7 @@
 """The bf16 error of the U-Net against fp64, with models.GroupNorm (statistics in fp32, bf16 in and out) and with
 the GroupNorm that autocast gives on CUDA (group_norm on autocast's fp32 list: a bf16 -> fp32 copy in, fp32 out).
 
-    python experiments/precision.py            # the paper's U-Net (models.CIFAR10_UNET), batch 4, 1 CPU thread: ~2 min
+    python experiments/precision.py            # the paper's U-Net (models.CIFAR10_UNET), batch 4, 1 CPU thread: ~20 s
     python experiments/precision.py --channels 32 --batch 2    # a small one, seconds
 
 Same weights (torchcfm's init with the zero-initialised layers drawn N(0, 0.02), a stand-in for trained ones), same
