@@ -26,11 +26,23 @@ def timestep_embedding(t, dim, max_period=10000):
     return F.pad(torch.cat([torch.cos(args), torch.sin(args)], dim=-1), (0, dim % 2))  # (B, dim)
 
 
+class GroupNorm(nn.GroupNorm):
+    # nn.GroupNorm (same parameters, state-dict keys and fp32 function) that keeps its input's dtype under autocast:
+    # a bf16 activation goes through ATen's bf16 kernel, whose mean and variance accumulate in fp32, and comes out
+    # bf16. Autocast's own policy runs group_norm in fp32: a bf16 -> fp32 copy in, an fp32 output that the SiLU
+    # reads and the next conv casts back, 51 times per U-Net forward. Error against fp64: README, Throughput.
+    def forward(self, x):
+        if x.dtype == self.weight.dtype:                        # fp32 activations: nn.GroupNorm itself
+            return super().forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return F.group_norm(x, self.num_groups, self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
+
+
 def group_norm(ch):
     # ADM's GroupNorm(32, ch) when every group keeps >= 4 channels (all widths of the 128-channel CIFAR-10 config),
     # else the most groups <= 32 that do: with 1 channel per group the norm subtracts each channel's spatial mean
     # and erases the time/label embedding a ResBlock has just added per channel (every 32-wide ResBlock ignored t, y)
-    return nn.GroupNorm(max(g for g in range(1, 33) if ch % g == 0 and ch // g >= 4), ch)
+    return GroupNorm(max(g for g in range(1, 33) if ch % g == 0 and ch // g >= 4), ch)
 
 
 def check_labels(y, num_classes):
@@ -68,12 +80,16 @@ class AttentionBlock(nn.Module):
 
     def forward(self, x):
         B, C, H, W = x.shape
-        x = x.reshape(B, C, H * W)
-        # legacy layout: channels split into heads first, then each head's channels into q, k, v
-        qkv = self.qkv(self.norm(x)).reshape(B, self.num_heads, 3 * C // self.num_heads, H * W)
-        q, k, v = qkv.transpose(2, 3).chunk(3, dim=-1)  # (B, heads, HW, C/heads) each
-        h = F.scaled_dot_product_attention(q, k, v).transpose(2, 3).reshape(B, C, H * W)
-        return (x + self.proj_out(h)).reshape(B, C, H, W)
+        heads, d = self.num_heads, C // self.num_heads
+        h = self.norm(x).flatten(2).transpose(1, 2)  # (B, HW, C): a free view of channels_last activations
+        # the 1x1 convs (Conv1d weights, torchcfm's keys) as linear maps on (B, HW, C), so that q, k, v come out with
+        # a contiguous head dimension, which the fused SDPA kernels (flash, memory-efficient) require; legacy layout:
+        # channels split into heads first, then each head's channels into q, k, v
+        qkv = F.linear(h, self.qkv.weight[:, :, 0], self.qkv.bias).view(B, H * W, heads, 3, d)
+        q, k, v = qkv.transpose(1, 2).unbind(3)  # (B, heads, HW, d) each, stride 1 along d
+        h = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, H * W, C)  # channel = head * d + i
+        h = F.linear(h, self.proj_out.weight[:, :, 0], self.proj_out.bias)  # (B, HW, C)
+        return x + h.transpose(1, 2).view(B, C, H, W)
 
 
 class Downsample(nn.Module):
@@ -253,6 +269,21 @@ class Generator(nn.Module):
     def forward(self, z, y=None):
         t = torch.ones(z.shape[0], device=z.device, dtype=z.dtype)  # (B,)
         return self.interp.to_x0(t, z, self.net(t, z, y))
+
+
+def compile_blocks(net, **options):  # options: torch.compile's (tests: backend='aot_eager')
+    # train.py --compile: torch.compile (default inductor mode, static shapes) every ResBlock and AttentionBlock in
+    # place (an MLP whole), conv weights channels_last. In place, so every call of the network runs compiled code
+    # (also through TimeFlip, Generator, a DDP wrapper or a bare reference to the module) and the state dict keeps
+    # its keys (no '_orig_mod.'); per block, so a few graphs per distinct block shape serve every network and
+    # the compile time stays short. copy.deepcopy gives an eager copy (Module.__getstate__ drops the compiled call).
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 256)   # shapes x grad modes
+    torch._dynamo.config.accumulated_recompile_limit = max(torch._dynamo.config.accumulated_recompile_limit, 4096)
+    net.to(memory_format=torch.channels_last)
+    for m in net.modules():
+        if isinstance(m, (ResBlock, AttentionBlock, MLP)):
+            m.compile(**{'dynamic': False, **options})
+    return net
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def get_args(argv=None):
     a('--seed', type=checked(int, lambda v: 0 <= v < 2 ** 32, 'in [0, 2**32)'), default=0)
     a('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     a('--amp', choices=['none', 'bf16'], default='none', help='bf16 autocast of all forwards (fp32 weights, losses)')
-    a('--compile', action='store_true', help='torch.compile the networks')
+    a('--compile', action='store_true', help='torch.compile each block of every network (models.compile_blocks)')
     a('--resume', action='store_true', help='continue exactly from OUT/teacher_ckpt.pt or OUT/ckpt.pt')
     a('--log-every', type=RATE, default=5.0, help='seconds between progress lines')
     args = p.parse_args(argv)
@@ -218,10 +218,13 @@ def make_dataset(args):
 
 
 class Batches:
-    """Endless, resumable batches: an epoch-seeded permutation sharded over ranks, flips drawn here.
+    """Endless, resumable batches: an epoch-seeded permutation sharded over ranks, flips drawn here. The order
+    depends only on (seed, epoch, position), so a resumed run sees exactly the same batches. A dataset of up to
+    HOLD_BYTES is decoded once and held on the device, batches gathered there; a larger one streams through one
+    DataLoader whose sampler runs over all epochs (its workers start once, not every epoch)."""
+    HOLD_BYTES = 4 << 30    # uint8 pixels: CIFAR-10 150 MB, CelebA 64x64 2.5 GB
+    PIXELS = (torch.arange(256.) / 255 - 0.5) / 0.5     # uint8 -> [-1, 1] exactly as ToTensor + Normalize computes it
 
-    The order depends only on (seed, epoch, position), so a resumed run sees exactly the same batches.
-    """
     def __init__(self, dataset, batch_size, seed, rank, world, device, flip, workers=0):
         if len(dataset) < batch_size:
             die(f'the dataset has {len(dataset)} items, fewer than one batch of {batch_size}')
@@ -229,29 +232,49 @@ class Batches:
         self.device, self.flip, self.workers = device, flip, workers
         self.epoch, self.pos, self.iterator = 0, 0, None
         self.flip_rng = torch.Generator().manual_seed(seed * 1000 + rank)
+        tensors = dataset.tensors if isinstance(dataset, torch.utils.data.TensorDataset) else self.hold(dataset)
+        self.held = tensors and [t.to(device) for t in (*tensors, self.PIXELS)]
 
-    def _iterate(self):
-        local = self.batch_size // self.world
+    def hold(self, dataset):
+        """-> (x uint8, y), decoded once (and cached on the dataset); None above HOLD_BYTES or when the images are
+        not exactly PIXELS of uint8 ones (a transform other than make_dataset's)."""
+        if not hasattr(dataset, 'held'):
+            xs, ys = [], []
+            try:
+                for x, y in ([] if len(dataset) * dataset[0][0].numel() > self.HOLD_BYTES else torch.utils.data.DataLoader(
+                        dataset, 500, num_workers=self.workers, generator=torch.Generator())):
+                    xs.append(((x + 1) * 127.5).round().to(torch.uint8))
+                    ys.append(y if torch.equal(self.PIXELS[xs[-1].long()], x) else None)
+            except ValueError as e:
+                die(last_line(e))
+            dataset.held = (torch.cat(xs), torch.cat(ys)) if xs and all(y is not None for y in ys) else None
+        return dataset.held
+
+    def _iterate(self):                                         # this rank's index lists from (epoch, pos) on
+        epoch, pos, local = self.epoch, self.pos, self.batch_size // self.world
         while True:
-            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + 7919 * self.epoch))
-            starts = range(self.pos * self.batch_size, len(self.dataset) - self.batch_size + 1, self.batch_size)
-            batches = [order[s + self.rank * local: s + (self.rank + 1) * local].tolist() for s in starts]
-            if isinstance(self.dataset, torch.utils.data.TensorDataset):
-                yield from (tuple(t[i] for t in self.dataset.tensors) for i in batches)
-            else:   # generator=: each new iterator (every epoch, and on resume) draws a seed there, not globally
-                yield from torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
-                                                       pin_memory=self.device.type == 'cuda', generator=torch.Generator())
-            self.epoch, self.pos = self.epoch + 1, 0
+            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + 7919 * epoch))
+            starts = range(pos * self.batch_size, len(self.dataset) - self.batch_size + 1, self.batch_size)
+            yield from (order[s + self.rank * local: s + (self.rank + 1) * local].tolist() for s in starts)
+            epoch, pos = epoch + 1, 0
 
     def next(self):
-        self.iterator = self.iterator or self._iterate()
+        if self.iterator is None:   # generator=: the DataLoader draws its workers' seeds there, not from the global RNG
+            self.iterator = self._iterate() if self.held else iter(torch.utils.data.DataLoader(
+                self.dataset, batch_sampler=self._iterate(), num_workers=self.workers,
+                pin_memory=self.device.type == 'cuda', generator=torch.Generator()))
         try:
-            x, y = next(self.iterator)
+            batch = next(self.iterator)
         except ValueError as e:
             die(last_line(e))
-        self.pos += 1
+        if self.held:                                           # gathered (and uint8 decoded) on the device
+            x, y, pixels = self.held
+            i = torch.tensor(batch).to(self.device, non_blocking=True)
+            batch = (pixels[x[i].long()] if x.dtype == torch.uint8 else x[i]), y[i]
+        (x, y), full = batch, (self.pos + 1) * self.batch_size <= len(self.dataset)   # else it opened a new epoch
+        self.epoch, self.pos = (self.epoch, self.pos + 1) if full else (self.epoch + 1, 1)   # (a loader runs ahead)
         if self.flip:                                           # random horizontal flip (CIFAR-10 training)
-            mask = torch.rand(len(x), generator=self.flip_rng) < 0.5
+            mask = (torch.rand(len(x), generator=self.flip_rng) < 0.5).to(x.device, non_blocking=True)
             x = torch.where(mask[:, None, None, None], x.flip(-1), x)
         return x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True)
 
@@ -281,13 +304,13 @@ def optimizer_step(loss, opt, sched, params, clip):
 
 @torch.no_grad()
 def ema_update(ema, net, decay):
-    for p_ema, p in zip(ema.parameters(), net.parameters()):
-        p_ema.lerp_(p, 1 - decay)
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)   # one kernel per group, not per tensor
 
 
 def adam(params, lr, warmup, betas=(0.9, 0.999)):
     """Adam with a linear learning-rate warm-up over `warmup` steps -> (optimizer, scheduler)."""
-    opt = torch.optim.Adam(params, lr=lr, betas=betas)
+    params = list(params)
+    opt = torch.optim.Adam(params, lr=lr, betas=betas, fused=params[0].is_cuda or None)   # fused: one kernel (CUDA)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
 
 
@@ -356,18 +379,23 @@ def model_config(args, shape, num_classes):
 
 
 def wrap(net, args, device, ddp):
-    """Optionally compile, then DDP-wrap a network whose parameters train; returns the module to call."""
-    net = torch.compile(net) if args.compile else net
+    """--compile: each block compiled in place (models.compile_blocks); then DDP-wrap a network that trains."""
+    net = models.compile_blocks(net) if args.compile else net
     return nn.parallel.DistributedDataParallel(net, [device.index] if device.type == 'cuda' else None) if ddp else net
 
 
-def stop_if_not_finite(step, ckpt_path, **values):
-    """A NaN/inf loss ends the run: one line naming it, exit 3; the last checkpoint (written atomically) stays."""
-    for name, value in values.items():
-        if not math.isfinite(value):
-            kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
-            what = 'generator gradient norm' if name == 'gen_grad' else f'{name} loss'
-            die(f'non-finite {what} ({value}) at step {step}{kept}', code=3)
+def stop_if_not_finite(pending, ckpt_path):
+    """Reads pending [(step, {name: 0-d tensor})] in one host sync (the loops read only to log or checkpoint), empties
+    it -> [{name: value}]. A NaN/inf ends the run: one line naming the first, exit 3; the last checkpoint stays."""
+    rows = torch.stack([torch.stack([*values.values()]) for _, values in pending]).tolist()
+    rows, pending[:] = [(step, dict(zip(values, row))) for (step, values), row in zip(pending, rows)], []
+    for step, values in rows:
+        for name, value in values.items():
+            if not math.isfinite(value):
+                kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
+                what = {'gen_grad': 'generator gradient norm', 'grad': 'teacher gradient norm'}.get(name, f'{name} loss')
+                die(f'non-finite {what} ({value}) at step {step}{kept}', code=3)
+    return [values for _, values in rows]
 
 
 def progress(log, phase, step, total, rate, **values):
@@ -405,6 +433,7 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
     ref_stats = fid.gaussian_stats(ref) if toy else fid.pixel_stats(ref)
 
     @torch.no_grad()
+    @torch.compiler.set_stance('force_eager')                  # --compile: no graphs for evaluation's batch shapes
     def evaluate(name, sample_fn):
         g = torch.Generator(device).manual_seed(1)
         labels = torch.arange(n, device=device) % classes if classes else None
@@ -448,8 +477,8 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
     whole state goes to OUT/teacher_ckpt.pt, from which --resume continues exactly."""
     config, ckpt_path = model_config(args, shape, num_classes), os.path.join(args.out, 'teacher_ckpt.pt')
     net = models.build_model(config).to(device)
-    ema = copy.deepcopy(net).requires_grad_(False)
     model = wrap(interp.precondition(net), args, device, ddp)
+    ema = copy.deepcopy(net).requires_grad_(False)             # after wrap: its layout (--compile: channels_last)
     opt, sched = adam(net.parameters(), args.teacher_lr, min(args.warmup, args.teacher_steps // 10))
     if args.teacher_keep:                                       # the first round(f n_c) items of class c
         labels = torch.as_tensor(dataset.tensors[1] if hasattr(dataset, 'tensors') else dataset.targets)
@@ -465,17 +494,21 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
         if start > args.teacher_steps:
             die(f'{ckpt_path} is at step {start}, past --teacher-steps {args.teacher_steps}')
         log(f'resumed the teacher from {ckpt_path} at step {start}')
-    t0 = last = time.time()
+    t0, last, pending = time.time(), time.time(), []           # pending: values on the device until read
     for step in range(start + 1, args.teacher_steps + 1):
         x, y = data.next()
         with autocast(args):
             loss = losses.um_loss(model, interp, x, y if args.cond else None)         # Def. 1 / eq. 3
-        stop_if_not_finite(step, ckpt_path, teacher=loss.item())
         grad_norm = optimizer_step(loss, opt, sched, net.parameters(), args.clip)
         ema_update(ema, net, min(args.teacher_ema, (1 + step) / (10 + step)))         # EMA with warm-up
-        if time.time() - last > args.log_every or step == args.teacher_steps:
-            progress(log, 'teacher', step, args.teacher_steps, (step - start) / (time.time() - t0), loss=loss.item(),
-                     grad=grad_norm.item())
+        pending.append((step, dict(teacher=loss.detach(), grad=grad_norm)))
+        if args.compile and step == start + 1:
+            log(f'--compile: the first step took {time.time() - t0:.0f} s, compiling included')
+        if (log_now := time.time() - last > args.log_every or step == args.teacher_steps) or step % args.eval_every == 0:
+            values = stop_if_not_finite(pending, ckpt_path)[-1]  # one host sync, only to log or checkpoint
+        if log_now:
+            progress(log, 'teacher', step, args.teacher_steps, (step - start) / (time.time() - t0), loss=values['teacher'],
+                     grad=values['grad'])
             last = time.time()
         if step % args.eval_every == 0 and step < args.teacher_steps:
             save_state(ckpt_path, step, stateful, data, device, ddp, world, rank, model=config)
@@ -584,7 +617,7 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
         if isinstance(m, nn.Dropout):                           # App. D.1: no dropout in generator and fake
             m.p = 0.0
     head = nn.Linear(fake_net.feature_dim, 1).to(device) if args.gan else None    # on models' features()
-    nets = SimpleNamespace(teacher=torch.compile(teacher) if args.compile else teacher, generator=generator,
+    nets = SimpleNamespace(teacher=models.compile_blocks(teacher) if args.compile else teacher, generator=generator,
                            gen=wrap(generator, args, device, ddp), fake=wrap(fake, args, device, ddp), fake_raw=fake,
                            head=head, fake_params=[*fake.parameters(), *(head.parameters() if head else [])])
     emas = EMAs({decay: copy.deepcopy(generator).requires_grad_(False) for decay in args.ema})
@@ -618,7 +651,7 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
     if start == 0:
         evaluation(0, {}, 0.0)                                  # the generator at its initialisation
     n, use_real = args.batch_size // world, args.alpha < 1 or (args.gamma or 1) < 1 or args.gan is not None
-    sums, count, seconds, peak, last = {}, 0, 0.0, 0.0, time.time()
+    pending, sums, count, seconds, peak, last = [], {}, 0, 0.0, 0.0, time.time()
     for step in range(start + 1, args.steps + 1):
         t0 = time.time()
         for _ in range(args.k):                                 # Algorithm 1: K fake updates on RealUM (Def. 2)
@@ -630,14 +663,17 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
         loss_gen, grad_norm = generator_update(args, interp, nets, opt_gen, sched_gen, z, y_gen)
         for decay, ema in emas.items():
             ema_update(ema, generator, decay)
-        values = dict(fake=loss_fake.item(), gen=loss_gen.item(), gen_grad=grad_norm.item())
+        pending.append((step, dict(fake=loss_fake, gen=loss_gen, gen_grad=grad_norm)))  # on the device until read
+        if args.compile and step == start + 1:
+            log(f'--compile: the first step took {time.time() - t0:.0f} s, compiling included')
+        log_now, eval_now = time.time() - last > args.log_every or step == args.steps, step % args.eval_every == 0
+        for values in stop_if_not_finite(pending, ckpt_path) if log_now or eval_now else []:    # one host sync
+            sums, count, peak = {k: sums.get(k, 0.0) + v for k, v in values.items()}, count + 1, max(peak, values['gen_grad'])
         seconds += time.time() - t0
-        stop_if_not_finite(step, ckpt_path, **values)
-        sums, count, peak = {k: sums.get(k, 0.0) + v for k, v in values.items()}, count + 1, max(peak, values['gen_grad'])
-        if time.time() - last > args.log_every or step == args.steps:
+        if log_now:
             progress(log, 'distill', step, args.steps, count / max(seconds, 1e-9), **values)
             last = time.time()
-        if step % args.eval_every == 0 or step == args.steps:
+        if eval_now or step == args.steps:
             checkpoint(step)
             evaluation(step, {**{k: v / count for k, v in sums.items()}, 'gen_grad_max': peak}, count / max(seconds, 1e-9))
             sums, count, seconds, peak = {}, 0, 0.0, 0.0
@@ -658,6 +694,9 @@ def main(argv=None):
         if args.batch_size % world:
             die(f'--batch-size {args.batch_size} is not divisible by the {world} ranks')
     torch.manual_seed(args.seed + rank)
+    if device.type == 'cuda':       # fixed shapes: cuDNN times its conv algorithms once (as EDM, SiD); fp32: TF32 matmuls
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision('high')
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:

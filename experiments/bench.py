@@ -3,7 +3,16 @@
 
     python experiments/bench.py                        # small U-Net on 3x16x16, batch 32, 1 CPU thread: ~2 min
     python experiments/bench.py --device cuda --full --amp bf16   # the paper's CIFAR-10 U-Net on 3x32x32, batch 256
+    python experiments/bench.py ... --compile                     # train.py --compile's networks (models.compile_blocks)
     python experiments/bench.py ... --profile 25                  # and where one iteration's time goes
+    python experiments/bench.py --mode teacher --device cuda --full --amp bf16   # teacher steps/s at batch 128
+
+Every timing is followed by the FLOPs of one iteration (torch.utils.flop_counter: convolutions, matmuls and attention,
+forward and backward), the TFLOP/s they make at the median time, and on a GPU of PEAK_TFLOPS the fraction of its
+dense bf16 peak (--amp bf16) or TF32 peak (fp32: train.py and this script run fp32 convs and matmuls in TF32).
+On CUDA also the host syncs one iteration makes (torch.cuda.set_sync_debug_mode), which should be 0.
+The teacher mode runs train.py's teacher step (a batch from train.Batches with the data held on the device, UM
+loss, Adam step, EMA) on a random uint8 CIFAR-10-sized dataset; no naive loop, no check.
 
 First a check: both loops start from the same weights and RNG state, run one iteration, and must give the same
 fake and generator losses, generator gradient and updated weights (PASS/FAIL, exit 1 on FAIL). Then M iterations
@@ -23,6 +32,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repo root
+import losses                                                   # noqa: E402
 import models                                                   # noqa: E402
 import train                                                    # noqa: E402
 from interpolants import make_interpolant                       # noqa: E402
@@ -39,6 +49,8 @@ NUM_CLASSES = 10
 # subtracts the fp32 target first): observed <= 1.3e-2 on losses and gradient; Adam's sign-like first steps then
 # flip on small gradients, so the updates are not compared.
 RTOL = {'none': (1e-4, 5e-2), 'bf16': (5e-2, None)}
+# dense (no sparsity) TFLOP/s from the vendors' datasheets, (bf16, TF32), by a part of torch.cuda.get_device_name
+PEAK_TFLOPS = {'H200': (989, 495), 'H100 PCIe': (756, 378), 'H100': (989, 495), 'A100': (312, 156)}
 
 
 def get_args(argv=None):
@@ -46,9 +58,12 @@ def get_args(argv=None):
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.error = usage_error
     a = p.add_argument
+    a('--mode', choices=['distill', 'teacher'], default='distill', help='teacher: steps/s of the teacher phase')
     a('--device', choices=['cpu', 'cuda'], default='cpu')
     a('--amp', choices=['none', 'bf16'], default='none', help='bf16 autocast of all forwards, as train.py --amp')
-    a('--batch-size', type=int, default=None, help='default 32 on CPU, 256 (the paper) on CUDA')
+    a('--batch-size', type=int, default=None, help='default 32 on CPU; on CUDA the paper\'s 256 (teacher: 128)')
+    a('--compile', action='store_true', help='compile ours as train.py --compile does; its first iteration is timed')
+    a('--peak', type=float, default=None, help='the device\'s peak TFLOP/s for the fraction (default: PEAK_TFLOPS)')
     a('--k', type=int, default=5, help='fake steps per generator step')
     a('--iters', type=int, default=8, help='timed iterations of each loop')
     a('--warm', type=int, default=1, help='untimed warm-up iterations of each loop')
@@ -72,7 +87,7 @@ def get_args(argv=None):
     if args.device == 'cuda' and not torch.cuda.is_available():
         p.error('--device cuda: PyTorch sees no CUDA device here')
     if args.batch_size is None:
-        args.batch_size = 256 if args.device == 'cuda' else 32
+        args.batch_size = (128 if args.mode == 'teacher' else 256) if args.device == 'cuda' else 32
     if args.image_size is None:
         args.image_size = 32 if args.full else 16
     return args
@@ -83,14 +98,20 @@ def usage_error(msg):                                          # one line on std
     sys.exit(2)
 
 
+def unet_config(args):
+    shape, classes = (3, args.image_size, args.image_size), NUM_CLASSES if args.cond else None
+    heads = dict(num_head_channels=64) if args.channels >= 64 else dict(num_head_channels=-1, num_heads=4)
+    return (dict(models.CIFAR10_UNET, dim=list(shape), num_classes=classes) if args.full else
+            dict(kind='unet', dim=list(shape), num_channels=args.channels, num_res_blocks=args.res_blocks,
+                 channel_mult=args.channel_mult, attention_resolutions=args.attn, dropout=0.0, num_classes=classes, **heads))
+
+
 def build(args):
     """-> (ours: train.py's networks, optimizers and arguments; NaiveLoop with the same initial weights; a fixed
-    real batch (x, y)). The flow-matching teacher is a U-Net with random weights: timing needs no trained one."""
+    real batch (x, y)). The flow-matching teacher is a U-Net with random weights: timing needs no trained one.
+    --compile: ours' three networks through models.compile_blocks, after NaiveLoop has copied them."""
     device, shape, classes = torch.device(args.device), (3, args.image_size, args.image_size), NUM_CLASSES if args.cond else None
-    heads = dict(num_head_channels=64) if args.channels >= 64 else dict(num_head_channels=-1, num_heads=4)
-    config = (dict(models.CIFAR10_UNET, dim=list(shape), num_classes=classes) if args.full else
-              dict(kind='unet', dim=list(shape), num_channels=args.channels, num_res_blocks=args.res_blocks,
-                   channel_mult=args.channel_mult, attention_resolutions=args.attn, dropout=0.0, num_classes=classes, **heads))
+    config = unet_config(args)
     torch.manual_seed(args.seed)
     teacher = randomize_zero_layers(models.build_model(config)).to(device).eval().requires_grad_(False)
     interp = make_interpolant('fm')
@@ -104,11 +125,16 @@ def build(args):
                            fake_params=list(fake.parameters()))
     ours = SimpleNamespace(args=train_args, interp=interp, nets=nets, shape=shape, num_classes=classes, device=device,
                            emas={d: copy.deepcopy(generator).requires_grad_(False) for d in (0.999, 0.9996, 0.9999)})
-    ours.opt_fake, ours.sched_fake = adam_with_warmup(fake.parameters(), train_args)
-    ours.opt_gen, ours.sched_gen = adam_with_warmup(generator.parameters(), train_args)
+    ours.opt_fake, ours.sched_fake = train.adam(fake.parameters(), train_args.lr, train_args.warmup, betas=(0.0, 0.999))
+    ours.opt_gen, ours.sched_gen = train.adam(generator.parameters(), train_args.lr, train_args.warmup, betas=(0.0, 0.999))
     x_real = torch.rand(args.batch_size, *shape, device=device) * 2 - 1    # (B, 3, H, W) in [-1, 1]
     y_real = torch.randint(NUM_CLASSES, (args.batch_size,), device=device)
-    return ours, NaiveLoop(ours), (x_real, y_real)
+    naive = NaiveLoop(ours)
+    for net in (teacher, generator, fake) if args.compile else ():
+        models.compile_blocks(net)
+    if args.compile:                                            # EMAs with the generator's channels_last layout
+        ours.emas = {d: copy.deepcopy(generator).requires_grad_(False) for d in ours.emas}
+    return ours, naive, (x_real, y_real)
 
 
 def adam_with_warmup(params, args):                            # App. D.1: Adam(betas=(0, 0.999)), linear warm-up
@@ -139,10 +165,8 @@ def ours_iteration(ours, x_real, y_real):
                                              x_real, y_real if args.cond else None))
     y_gen, z = draw(n, ours.num_classes, ours.interp, ours.shape, ours.device)
     loss_gen, _ = train.generator_update(args, ours.interp, ours.nets, ours.opt_gen, ours.sched_gen, z, y_gen)
-    with torch.no_grad():
-        for decay, ema in ours.emas.items():
-            for p_ema, p in zip(ema.parameters(), ours.nets.generator.parameters()):
-                p_ema.lerp_(p, 1 - decay)
+    for decay, ema in ours.emas.items():
+        train.ema_update(ema, ours.nets.generator, decay)
     return losses_fake, loss_gen
 
 
@@ -234,21 +258,28 @@ def rel(a, b):
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
-def check(ours, naive, batch, amp='none', verbose=True):
-    """One iteration of each loop from identical weights and RNG state -> (passed, {quantity: (difference, tol)})."""
+def check(ours, naive, batch, amp='none', verbose=True, tf32_off=True):
+    """One iteration of each loop from identical weights and RNG state -> (passed, {quantity: (difference, tol)}).
+    CUDA: TF32 convs and matmuls would pick per-batch-size rounding, so fp32 is checked with TF32 off; under
+    --compile (tf32_off=False) toggling it would change the global state every compiled graph is guarded on and
+    compile them all again, so TF32 stays on and fp32 gets bf16's tolerances (TF32 keeps 3 more mantissa bits)."""
     gen0, fake0 = ([p.detach().clone() for p in net.parameters()] for net in (ours.nets.generator, ours.nets.fake))
-    seed, tf32 = ours.args.seed + 1, torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False                     # CUDA: TF32 convs would pick per-batch-size rounding
+    seed, tf32 = ours.args.seed + 1, (torch.backends.cudnn.allow_tf32, torch.get_float32_matmul_precision())
+    if tf32_off:
+        torch.backends.cudnn.allow_tf32 = False
+        torch.set_float32_matmul_precision('highest')
     try:
         torch.manual_seed(seed)
         ours_fake, ours_gen = ours_iteration(ours, *batch)
         torch.manual_seed(seed)
         naive_fake, naive_gen = naive.iteration(*batch)
     finally:
-        torch.backends.cudnn.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32[0]
+        torch.set_float32_matmul_precision(tf32[1])
+    tolerances = 'bf16' if amp == 'bf16' or not tf32_off and ours.device.type == 'cuda' else 'none'
     gens, fakes = (ours.nets.generator, naive.gen), (ours.nets.fake, naive.fake)
     update = lambda net, start: [p - p0 for p, p0 in zip(net.parameters(), start)]
-    rtol, utol = RTOL[amp]
+    rtol, utol = RTOL[tolerances]
     diffs = {'fake losses, K steps': (max(rel([a], [b]) for a, b in zip(ours_fake, naive_fake)), rtol),
              'generator loss': (rel([ours_gen], [naive_gen]), rtol),
              'generator gradient': (rel(*([p.grad for p in net.parameters()] for net in gens)), rtol),
@@ -256,7 +287,7 @@ def check(ours, naive, batch, amp='none', verbose=True):
              'fake update, K steps': (rel(*(update(net, fake0) for net in fakes)), utol)}
     passed = all(tol is None or d <= tol for d, tol in diffs.values())
     if verbose:
-        print(f'check: one iteration of each from the same weights and RNG state (relative l2 difference, amp {amp})')
+        print(f'check: one iteration of each from the same weights and RNG state (relative l2 difference, amp {amp}, {tolerances} tolerances)')
         for name, (d, tol) in diffs.items():
             print(f'  {name:22s} {d:8.1e}   ' + (f'tolerance {tol:g}' if tol else 'not compared (see RTOL)'))
         print(f'  last fake loss {float(ours_fake[-1]):.7g} (ours) {float(naive_fake[-1]):.7g} (naive), '
@@ -283,6 +314,11 @@ def main(argv=None):
     args = get_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == 'cuda':                                   # as train.py: cuDNN autotuning, TF32 matmuls
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision('high')
+    if args.mode == 'teacher':
+        return teacher_mode(args, device)
     model = 'models.CIFAR10_UNET' if args.full else (f'U-Net channels {args.channels} mult '
                                                       f'{",".join(map(str, args.channel_mult))} res_blocks '
                                                       f'{args.res_blocks} attn {args.attn}')
@@ -293,7 +329,10 @@ def main(argv=None):
           f'{args.beta} | {where}, amp {args.amp}, torch {torch.__version__}')
     ours, naive, batch = build(args)
     print(f'{sum(p.numel() for p in ours.nets.generator.parameters()) / 1e6:.2f}M parameters per network')
-    passed, _ = check(ours, naive, batch, args.amp)
+    start = time.perf_counter()
+    passed, _ = check(ours, naive, batch, args.amp, tf32_off=not args.compile)
+    if args.compile:
+        print(f'compile: the check\'s iteration of ours took {time.perf_counter() - start:.0f} s, compiling included')
     if not passed:
         sys.exit(1)
     loops = {'ours': lambda: ours_iteration(ours, *batch), 'naive': lambda: naive.iteration(*batch)}
@@ -321,8 +360,75 @@ def main(argv=None):
           f'one gc.collect() here takes {collect_ms:.0f} ms ({len(gc.get_objects())} tracked objects), the naive loop '
           f'calls it {args.k + 1} times an iteration')
     print(f'ratio naive/ours: {statistics.median(times["naive"]) / statistics.median(times["ours"]):.2f}x')
+    throughput(lambda: ours_iteration(ours, *batch), statistics.median(times['ours']), 'iteration of ours', device, args)
     if args.profile:
         profile(loops['ours'], device, args.profile)
+
+
+def teacher_mode(args, device):
+    """train.py's teacher step (train_teacher's loop body) at --batch-size, data held on the device by train.Batches:
+    blocks of 20 steps, one sync at the end of each -> steps/s, TFLOP/s, peak memory."""
+    torch.manual_seed(args.seed)
+    shape, n = (3, args.image_size, args.image_size), 50_000 if args.full else 10 * args.batch_size
+    interp, net = make_interpolant('fm'), models.build_model(unet_config(args)).to(device)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    model = models.compile_blocks(interp.precondition(net)) if args.compile else interp.precondition(net)
+    opt, sched = train.adam(net.parameters(), 2e-4, 0)          # train.py's teacher: Adam, lr 2e-4 (warm-up: no cost)
+    g = torch.Generator().manual_seed(args.seed)                # a CIFAR-10-sized uint8 dataset, flipped as CIFAR-10
+    dataset = torch.utils.data.TensorDataset(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
+                                             torch.randint(NUM_CLASSES, (n,), generator=g))
+    data = train.Batches(dataset, args.batch_size, args.seed, 0, 1, device, flip=True)
+    targs = argparse.Namespace(amp=args.amp, device=args.device)
+    print(f'bench.py --mode teacher: UM step (Def. 1) of train.py\'s teacher phase | {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M '
+          f'parameters on 3x{args.image_size}x{args.image_size}{", cond" if args.cond else ""} | batch {args.batch_size} | '
+          f'{n} uint8 images held on the device | amp {args.amp}{", compiled" if args.compile else ""}')
+
+    def step():
+        x, y = data.next()
+        with train.autocast(targs):
+            loss = losses.um_loss(model, interp, x, y if args.cond else None)
+        train.optimizer_step(loss, opt, sched, net.parameters(), 1.0)
+        train.ema_update(ema, net, 0.999)
+
+    seconds, _ = timed(step, device)
+    print(f'first step {seconds:.1f} s' + (', compiling included' if args.compile else ''))
+    for _ in range(args.warm * 20):
+        step()
+    block = lambda: [step() for _ in range(20)]
+    times, peaks = zip(*(timed(block, device) for _ in range(args.iters)))
+    rates = sorted(20 / t for t in times)
+    print(f'teacher: {statistics.median(rates):.2f} steps/s (median of {args.iters} blocks of 20 steps, range '
+          f'{rates[0]:.2f}-{rates[-1]:.2f})' + (f', peak MiB above start {max(peaks):.0f}' if device.type == 'cuda' else ''))
+    throughput(step, statistics.median(times) / 20, 'teacher step', device, args)
+
+
+def throughput(fn, seconds, what, device, args):
+    """FLOPs of one call of fn (FlopCounterMode; attention through the math kernel, which it counts, compiled code
+    run eagerly), TFLOP/s at `seconds` per call, the fraction of the device's peak; on CUDA the host syncs of one call."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+    with torch.compiler.set_stance('force_eager'), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+        fn()
+    flops, peak = counter.get_total_flops(), args.peak
+    name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'
+    if peak is None:
+        peak = next(((bf16 if args.amp == 'bf16' else tf32) for part, (bf16, tf32) in PEAK_TFLOPS.items() if part in name), None)
+    line = f'flops: {flops / 1e12:.4g} TFLOP per {what} -> {flops / seconds / 1e12:.3g} TFLOP/s at {seconds:.4g} s'
+    print(line + (f' = {flops / seconds / 1e12 / peak:.1%} of {name}\'s {peak:g} TFLOP/s (dense '
+                  f'{"bf16" if args.amp == "bf16" else "TF32"}{", --peak" if args.peak else ""})' if peak else
+                  ' (no peak known for this device: --peak)'))
+    if device.type == 'cuda':
+        import warnings
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            torch.cuda.set_sync_debug_mode('warn')
+            try:
+                fn()
+            finally:
+                torch.cuda.set_sync_debug_mode('default')
+        syncs = [str(w.message) for w in caught if 'synchroniz' in str(w.message)]
+        print(f'host syncs in one {what}: {len(syncs)}' + (f' (first: {syncs[0][:120]})' if syncs else ''))
 
 
 def profile(fn, device, rows):

@@ -1,11 +1,17 @@
 #!/bin/bash
-# The GPU checks behind README "Throughput", each one command that fits the 10 minutes a device call may run:
+# The GPU measurements behind README "Throughput", in one command that fits the 10 minutes a device call may run:
 #   bash experiments/gpu.sh prepare          # here: 300 JPEGs per class from ../shared/data -> runs/gpu-data/
-#   bash experiments/gpu.sh [LOGDIR]         # ~6.5 min on one H200: bench.py on the paper's U-Net and batch (fp32,
-#                                            # then bf16 with a profile of one iteration), then train.py end to end
-#                                            # on CUDA on 3000 CIFAR-10 test JPEGs: a 400-step teacher, 20
-#                                            # distillation steps, --resume to 40, throughput in fp32 and bf16
-#   bash experiments/gpu.sh compile [LOGDIR] # bf16 + --compile: a 50-step teacher, then 30 compiled steps (<= 9 min)
+#   bash experiments/gpu.sh [LOGDIR]         # on the GPU machine, <= 9.5 min, stages in order of importance:
+#     1 bench.py --full bf16 --compile        s/iter, TFLOP/s, % of peak, peak memory, host syncs, profile (target 0.55)
+#     2 bench.py --mode teacher bf16 --compile   teacher steps/s at batch 128, data on the device (target 40)
+#     3 bench.py --full fp32 --compile        (target 0.9 s/iter)
+#     4 bench.py --full bf16, eager           what the kernels alone give (fused attention, bf16 GroupNorm)
+#     5 bench.py --mode teacher fp32 and bf16, eager
+#     6 train.py end to end on 3000 CIFAR-10 test JPEGs (bf16 --compile): a 200-step teacher, 20 distillation
+#       steps, --resume to 40; it prints its compile time and it/s
+#   Each stage gets a timeout within what is left of the 570 s; a stage that would get under 45 s is skipped,
+#   said in its log. Compiled stages share inductor's cache (/tmp/torchinductor_*): stage 6 reuses stage 1's graphs.
+#   bash experiments/gpu.sh STAGE [LOGDIR]   # one stage alone (1-6)
 # runs/gpu-data/ must travel to the GPU machine (runs/ is git-ignored: name it in the device tool's carry).
 set -o pipefail
 cd "$(dirname "$0")/.."
@@ -22,39 +28,41 @@ if [ "$1" = prepare ]; then
     echo "wrote $(find $DATA -type f | wc -l) images to $DATA"
     exit
 fi
-[ -d $DATA ] || { echo "gpu.sh: $DATA missing: run 'bash experiments/gpu.sh prepare' first" >&2; exit 2; }
-MODE=all
-[ "$1" = compile ] && { MODE=compile; shift; }
+ONLY=
+case "$1" in [1-6]) ONLY=$1; shift;; esac
 PY=${PYTHON:-python3}
 $PY -c "import torch; assert torch.cuda.is_available()" 2>/dev/null || { echo "gpu.sh: $PY sees no CUDA device" >&2; exit 2; }
 LOG=${1:-runs/gpu}
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-$PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)"
-R="$PY train.py --dataset folder --data-dir $DATA --cond --alpha 0.98 --beta 0.96 --fid-samples 0 --eval-samples 1000 --workers 8"
-RUN=$(mktemp -d)
-if [ $MODE = compile ]; then
-    {
-        echo "== a 50-step teacher, then bf16 + --compile (it_per_s of steps 16-30: compiled)"
-        $R --teacher-steps 50 --steps 0 --nfe 0 --amp bf16 --out $RUN/teacher
-        start=$SECONDS
-        timeout 480 $R --teacher $RUN/teacher/teacher.pt --steps 30 --eval-every 15 --nfe 0 --amp bf16 --compile --out $RUN/compile
-        echo "exit $? after $((SECONDS - start)) s"
-    } 2>&1 | tee "$LOG/compile.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$LOG/device.txt"
+$PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$LOG/device.txt"
+BUDGET=570
+stage() {   # stage N NAME LIMIT command...: run it under min(LIMIT, what is left), log to LOG/NAME.txt
+    local n=$1 name=$2 limit=$3; shift 3
+    [ -n "$ONLY" ] && [ "$ONLY" != "$n" ] && return
+    local left=$((BUDGET - SECONDS))
+    [ -n "$ONLY" ] && left=$limit
+    if [ $left -lt 45 ]; then echo "== stage $n $name: skipped, ${left}s left of ${BUDGET}s" | tee "$LOG/$name.txt"; return; fi
+    [ $limit -gt $left ] && limit=$left
+    local start=$SECONDS
+    { echo "== stage $n $name (timeout ${limit}s): $*"; timeout $limit "$@"; echo "== exit $? after $((SECONDS - start)) s"; } 2>&1 | tee "$LOG/$name.txt"
+}
+B="$PY experiments/bench.py --device cuda --full --iters 5 --warm 1"
+stage 1 bench_bf16_compile 300 $B --amp bf16 --compile --profile 15
+stage 2 teacher_bf16_compile 150 $B --mode teacher --amp bf16 --compile
+stage 3 bench_fp32_compile 150 $B --compile
+stage 4 bench_bf16_eager 60 $B --amp bf16
+stage 5 teacher_eager 50 bash -c "$B --mode teacher && $B --mode teacher --amp bf16"
+if [ -n "$ONLY" ] && [ "$ONLY" != 6 ]; then
+    :
+elif [ -d $DATA ]; then
+    RUN=$(mktemp -d)
+    R="$PY train.py --dataset folder --data-dir $DATA --cond --alpha 0.98 --beta 0.96 --fid-samples 0 --eval-samples 1000 --workers 8 --amp bf16 --compile"
+    stage 6 train 240 bash -c "$R --teacher-steps 200 --eval-every 200 --steps 20 --nfe 20 --out $RUN/run && $R --steps 40 --eval-every 20 --nfe 20 --out $RUN/run --resume"
+    cp $RUN/run/samples_teacher.png $RUN/run/samples_ema0.999.png "$LOG/" 2>/dev/null
     rm -rf "$RUN"
-    exit
+else
+    echo "== stage 6 train: skipped, $DATA missing (bash experiments/gpu.sh prepare, and carry it)" | tee "$LOG/train.txt"
 fi
-$PY experiments/bench.py --device cuda --full --iters 10 --warm 2 2>&1 | tee "$LOG/bench_fp32.txt"
-$PY experiments/bench.py --device cuda --full --iters 10 --warm 2 --amp bf16 --profile 25 2>&1 | tee "$LOG/bench_bf16.txt"
-{
-    echo "== teacher 400 steps + 20 distillation steps (bf16), then --resume to 40"
-    timeout 200 $R --teacher-steps 400 --eval-every 200 --steps 20 --nfe 20 --amp bf16 --out $RUN/run
-    timeout 120 $R --steps 40 --eval-every 20 --nfe 20 --amp bf16 --out $RUN/run --resume
-    for amp in none bf16; do
-        echo "== distillation throughput, amp $amp (it_per_s of steps 16-30)"
-        timeout 120 $R --teacher $RUN/run/teacher.pt --steps 30 --eval-every 15 --nfe 0 --amp $amp --out $RUN/$amp
-    done
-} 2>&1 | tee "$LOG/train.txt"
-cp $RUN/run/samples_teacher.png $RUN/run/samples_ema0.999.png "$LOG/" 2>/dev/null
-rm -rf "$RUN"
+echo "gpu.sh: $SECONDS s in all; logs in $LOG"
