@@ -426,7 +426,7 @@ def test_feature_stats_refuses_a_single_sample():  # np.cov of one row is NaN, w
         fid.feature_stats(np.ones((1, 5)))
 
 
-@pytest.mark.parametrize('argv, says', [([], 'the following arguments are required: PATH'),
+@pytest.mark.parametrize('argv, says', [([], 'give two PATHs, or one PATH with --save-stats'),
                                         (['TRUNC', '--save-stats', 'S'], 'S.npz exists: remove it or choose another'),
                                         (['S', '--save-stats', '{tmp}'], 'give a file name ending in .npz'),
                                         (['S', '--save-stats', '{tmp}/out'], 'give a file name ending in .npz'),
