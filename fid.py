@@ -16,7 +16,6 @@ import os
 import socket
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -255,24 +254,28 @@ def save_scatter(x, y, path, extent=3.5, size=256):
 
 class Progress:
     """Progress of a long phase as lines 'WHAT done/total | RATE UNIT/s | ETA', at most one every `every` seconds,
-    and one at the end. RATE is an exponential moving average of the rates between lines (weight `smoothing` on the
-    newest), so the ETA follows the recent speed (a machine that gets busy), not the average since the start."""
+    and one at the end (with end=False only after a phase that took `every` or printed). RATE is an exponential moving
+    average of the rates between lines (weight `smoothing` on the newest), so the ETA follows the recent speed (a
+    machine that gets busy), not the average since the start."""
 
-    def __init__(self, what, total, unit='it', log=functools.partial(print, flush=True), every=5.0, smoothing=0.3, start=0):
+    def __init__(self, what, total, unit='it', log=functools.partial(print, flush=True), every=5.0, smoothing=0.3,
+                 start=0, end=True):
         self.what, self.total, self.unit, self.log, self.every, self.smoothing = what, total, unit, log, every, smoothing
         self.t0 = self.last = time.time()
-        self.done, self.rate = start, None
+        self.start = self.done = start
+        self.rate, self.end = None, end
 
     def __call__(self, done, **values):
         now = time.time()
-        if now - self.last < self.every and done < self.total or self.log is None:
+        if self.log is None or now - self.last < self.every and (done < self.total or not self.end):
             return
         if done > self.done:
             rate = (done - self.done) / max(now - self.last, 1e-9)
             self.rate = rate if self.rate is None else self.smoothing * rate + (1 - self.smoothing) * self.rate
-        self.last, self.done = now, done
+        self.last, self.done, self.end = now, done, True
         self.log(line(self.what, done, self.total, self.rate or 0.0, self.unit, **values) if done < self.total else
-                 f'{self.what} {done}/{self.total} | done in {now - self.t0:.0f}s')
+                 f'{self.what} {done}/{self.total} | {(done - self.start) / max(now - self.t0, 1e-9):.3g} {self.unit}/s | '
+                 f'done in {now - self.t0:.0f}s')
 
 
 def line(what, done, total, rate, unit='it', **values):
@@ -344,7 +347,7 @@ class ImageFolder(torch.utils.data.Dataset):
     """Images under root (recursive) as RGB in [-1, 1], resized to 299x299 as the network would: any sizes mix."""
 
     def __init__(self, root):
-        self.files = sorted(p for p in Path(root).rglob('*') if p.suffix.lower() in IMAGE_EXTENSIONS)
+        self.files = image_files(root)
 
     def __len__(self):
         return len(self.files)
@@ -352,6 +355,64 @@ class ImageFolder(torch.utils.data.Dataset):
     def __getitem__(self, i):
         image = to_tensor(read_image(self.files[i])) * 2 - 1  # (3, H, W)
         return F.interpolate(image[None], size=(299, 299), mode='bilinear', align_corners=False, antialias=False)[0]
+
+
+class FlatFolder(torchvision.datasets.ImageFolder):
+    """A folder of images without class subfolders (the official CelebA layout): one class, label 0."""
+    def find_classes(self, directory):
+        return [''], {'': 0}
+
+
+def image_folder(root, transform=None, classes=True):
+    """(image, label) dataset of root's class folders (classes), else of all its images as class 0, read by read_image;
+    only image_files (linked folders are not entered). Its .loose: the images directly in root, in no class folder
+    (not used). ValueError in one line when root or its images are missing."""
+    if not os.path.isdir(root):
+        raise ValueError(f'image folder {root} does not exist')
+    files = {f for d in ([d.path for d in os.scandir(root) if d.is_dir()] if classes else [root]) for f in image_files(d)}
+    try:
+        data = (torchvision.datasets.ImageFolder if classes else FlatFolder)(root, transform, loader=read_image,
+                                                                              is_valid_file=files.__contains__)
+    except (FileNotFoundError, RuntimeError):
+        raise ValueError(f'no images ({", ".join(sorted(IMAGE_EXTENSIONS))}) found in '
+                         f'{"the class folders of " * classes}{root}') from None
+    data.loose = [f.name for f in os.scandir(root) if classes and f.is_file() and os.path.splitext(f.name)[1].lower()
+                  in IMAGE_EXTENSIONS]
+    return data
+
+
+def cifar10(data_dir, transform=None, train=True):
+    """torchvision's CIFAR-10 in data_dir, downloaded there if absent, or ValueError in one line saying what to do."""
+    for download in (False, True):
+        try:
+            return torchvision.datasets.CIFAR10(data_dir, train, transform, download=download)
+        except Exception:  # absent (RuntimeError), then offline, corrupt, read-only, ...
+            pass
+    raise ValueError(f'CIFAR-10 not found in {data_dir} and it cannot be downloaded: put the extracted '
+                     'cifar-10-batches-py/ folder (from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) there, '
+                     'or pass --data-dir')
+
+
+def device_error(name, allowed=('cpu', 'cuda', 'mps')):
+    """None if torch can run on device `name` here, else why not in words (for the commands' one-line errors)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return f'{name} is not a torch device (e.g. cpu, cuda, cuda:1)'
+    if device.type not in allowed:
+        return f'{name}: runs on {", ".join(allowed[:-1])} or {allowed[-1]}'
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        return f'{name}: PyTorch sees {torch.cuda.device_count()} CUDA device(s) here'
+    if device.type == 'mps' and not torch.backends.mps.is_available():
+        return f'{name}: PyTorch sees no MPS device here'
+    return None
+
+
+def image_files(root):
+    """Image files under root (recursive), sorted. Linked files count; linked folders are not entered: a loop, or a
+    link out of the folder, would repeat images (another class's, in a class folder) without end."""
+    return sorted(os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names
+                  if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
 
 
 def read_image(path):
@@ -428,18 +489,9 @@ def open_loader(loader, total):
 
 
 def open_cifar10(data_dir, batch_size=50):
-    """torchvision's CIFAR-10 training set in --data-dir (downloaded there if absent), as open_path's function: the
+    """torchvision's CIFAR-10 training set in data_dir (downloaded there if absent), as open_path's function: the
     same pixels as its 50 000 images written as PNGs and read back."""
-    for download in (False, True):
-        try:
-            data = torchvision.datasets.CIFAR10(data_dir, train=True, download=download,
-                                                transform=lambda image: to_tensor(image) * 2 - 1)
-            break
-        except Exception:  # absent (RuntimeError), then offline, corrupt, read-only, ...
-            data = None
-    if data is None:
-        raise ValueError(f'--dataset cifar10: not found in {data_dir} and it cannot be downloaded; put the extracted '
-                         'cifar-10-batches-py/ from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz there')
+    data = cifar10(data_dir, lambda image: to_tensor(image) * 2 - 1)
     return open_loader(torch.utils.data.DataLoader(data, batch_size=batch_size), len(data))
 
 
@@ -466,12 +518,8 @@ def main(argv=None):
             error(f'--save-stats {out} exists: remove it or choose another name')
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             error(f'--save-stats {out}: {folder} is not a writable folder')
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        error(f'--device {args.device} is not a torch device (e.g. cpu, cuda, cuda:1)')
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        error(f'--device {args.device}: PyTorch sees no CUDA device here')
+    if device_error(args.device):
+        error(f'--device {device_error(args.device)}')
     net = None
 
     def get_net():  # loaded only if a folder needs it

@@ -481,7 +481,7 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
                                   '--teacher-keep shapes a teacher trained here; {tmp}/cond.pt would be distilled'),
     'normalized_with_gamma': (['--loss', 'normalized', '--gamma', '0.5'], '--loss normalized takes no --gamma'),
     'bad_device': (['--device', 'gpu0'], '--device gpu0 is not a torch device'),
-    'device_not_for_training': (['--device', 'meta'], '--device meta: train.py runs on cpu, cuda or mps'),
+    'device_not_for_training': (['--device', 'meta'], '--device meta: runs on cpu, cuda or mps'),
     'cuda_index_out_of_range': (['--device', f'cuda:{torch.cuda.device_count()}'], 'CUDA device(s) here'),
     'out_is_a_file': (['--out', '{tmp}/garbage.pt'], '--out {tmp}/garbage.pt: cannot create that folder (File exists)'),
     'out_under_a_file': (['--out', '{tmp}/garbage.pt/run'], 'cannot create that folder (Not a directory)'),
