@@ -269,8 +269,8 @@ class Progress:
         now = time.time()
         if self.log is None or now - self.last < self.every and (done < self.total or not self.end):
             return
-        if done > self.done:
-            rate = (done - self.done) / max(now - self.last, 1e-9)
+        rate = (done - self.done) / max(now - self.last, 1e-9)  # an interval without progress counts too, once started
+        if done > self.done or self.rate is not None:
             self.rate = rate if self.rate is None else self.smoothing * rate + (1 - self.smoothing) * self.rate
         self.last, self.done, self.end = now, done, True
         self.log(line(self.what, done, self.total, self.rate or 0.0, self.unit, **values) if done < self.total else
@@ -281,8 +281,8 @@ class Progress:
 def line(what, done, total, rate, unit='it', **values):
     """'WHAT done/total | k v ... | RATE UNIT/s | ETA m': Progress's line, and train.py's."""
     vals = f' | {" ".join(f"{k} {v:.4g}" for k, v in values.items())}' if values else ''
-    eta = (total - done) / max(rate, 1e-9)
-    return f'{what} {done}/{total}{vals} | {rate:.3g} {unit}/s | ETA {eta / 60:.1f} min'
+    eta = f'{(total - done) / rate / 60:.1f} min' if rate > 0 else '?'
+    return f'{what} {done}/{total}{vals} | {rate:.3g} {unit}/s | ETA {eta}'
 
 
 @torch.no_grad()

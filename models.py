@@ -315,7 +315,9 @@ def load_checkpoint_state(path, ema_key=None, teachers_only=False):
     if 'teacher' in ckpt and isinstance(ckpt.get('config'), dict) and 'model' in ckpt['config']:
         fmt, key, config = 'ours', 'teacher', dict(ckpt['config']['model'])
         state, flipped = ckpt['teacher'], bool(config.get('time_flip', False))
-    elif any(k in ckpt for k in EMA_DICTS):
+    elif ema_key == 'raw' and not any(k in ckpt for k in SINGLE_NETS):
+        raise ValueError(f"{path}: no raw network ({', '.join(SINGLE_NETS)}) for ema_key 'raw'")
+    elif any(k in ckpt for k in EMA_DICTS) and ema_key != 'raw':  # 'raw': the official 'gen' / 'net_model'
         name = next(k for k in EMA_DICTS if k in ckpt)
         emas = ckpt[name] if isinstance(ckpt[name], dict) else {}
         try:
@@ -335,7 +337,7 @@ def load_checkpoint_state(path, ema_key=None, teachers_only=False):
                          "('teacher', 'config'), torchcfm ('ema_model'), RealUID ('ema_models') or a state dict")
     if teachers_only and (key in ('gen', 'generator') or str(key).startswith('ema_gens')):
         raise ValueError(f'{path} holds a one-step generator ({key}), not a teacher')
-    if ema_key is not None and not str(key).startswith(EMA_DICTS):
+    if ema_key not in (None, 'raw') and not str(key).startswith(EMA_DICTS):
         raise ValueError(f'{path}: ema_key={ema_key} given but the checkpoint has no dict of EMA decays')
     if not is_state_dict(state):
         raise ValueError(f"{path}: entry '{key}' is not a state dict")
