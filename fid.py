@@ -135,7 +135,7 @@ def check_stats(mu, sigma, name='statistics'):
     if np.abs(sigma - sigma.T).max(initial=0.0) > PSD_TOLERANCE * scale:
         raise ValueError(f'{name}: sigma is not symmetric (max |sigma - sigma.T| = {np.abs(sigma - sigma.T).max():.3g})')
     shifted = torch.from_numpy(sigma) + PSD_TOLERANCE * scale * torch.eye(len(mu), dtype=torch.float64)
-    if len(mu) and torch.linalg.cholesky_ex(shifted).info.item() != 0:
+    if scale > 0 and torch.linalg.cholesky_ex(shifted).info.item() != 0:  # (all zeros: constant features, PSD)
         raise ValueError(f'{name}: sigma is not positive semi-definite (not a covariance)')
     return mu, sigma
 
