@@ -38,6 +38,8 @@ PRESETS = {
 }
 PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000, teacher_batch_size=64)
 PRESETS['folder'] = PRESETS['cifar10']
+# What --resume may change: how long, how often it reports, where files are here (README); any other flag is refused.
+RESUMABLE = {'steps', 'eval_every', 'log_every', 'workers', 'device', 'compile', 'fid_weights', 'data_dir', 'resume'}
 
 
 def die(msg, code=2):
@@ -69,11 +71,6 @@ class Help(argparse.ArgumentDefaultsHelpFormatter):            # one default a f
         preset = ' (default: per --dataset, PRESETS)' if any(action.dest in p for p in PRESETS.values()) else ''
         return (action.help or '') + preset if action.default is None or 'default' in (action.help or '') else \
             super()._get_help_string(action)
-
-
-# Flags a --resume may change: when and how loudly it checkpoints, and where things are on this machine (the
-# math is the same; bit-exact continuation is promised on the same device). Any other difference is refused.
-RESUMABLE = {'steps', 'eval_every', 'log_every', 'workers', 'device', 'compile', 'fid_weights', 'data_dir', 'resume'}
 
 
 def get_args(argv=None):
@@ -172,8 +169,8 @@ def get_args(argv=None):
                 f'or choose another --out')
     if args.teacher_steps == 0 and not args.teacher and not os.path.isfile(os.path.join(args.out, 'teacher.pt')):
         p.error('--teacher-steps 0 would distil an untrained, random teacher: give --teacher CKPT or some steps')
-    data, out = os.path.realpath(args.data_dir), os.path.realpath(args.out)
-    if args.dataset in ('folder', 'celeba') and (out + os.sep).startswith(data + os.sep):
+    if args.dataset in ('folder', 'celeba') and os.path.commonpath([os.path.realpath(d) for d in (args.out, args.data_dir)]) \
+            == os.path.realpath(args.data_dir):
         p.error(f'--out {args.out} is inside the image folder --data-dir {args.data_dir}: its files would be read as images')
     recorded = next((load_checkpoint(path, 'checkpoint').get('args') for path in (os.path.join(args.out, 'ckpt.pt'),
                      os.path.join(args.out, 'teacher_ckpt.pt')) if args.resume and os.path.isfile(path)), None) or {}
@@ -433,14 +430,6 @@ def finite_or_none(obj):
     return None if isinstance(obj, float) and not math.isfinite(obj) else obj
 
 
-def recorded(out):
-    """{(phase, step)} already in OUT/metrics.jsonl (a line cut by a kill does not count)."""
-    if not os.path.isfile(os.path.join(out, 'metrics.jsonl')):
-        return set()
-    with open(os.path.join(out, 'metrics.jsonl')) as f:
-        return {(e['phase'], e['step']) for e in (json.loads(line) for line in f if line.endswith('}\n'))}
-
-
 def record(args, log, **entry):
     """One JSON object per evaluation in OUT/metrics.jsonl, and the same as a progress line."""
     with open(os.path.join(args.out, 'metrics.jsonl'), 'a') as f:
@@ -616,7 +605,10 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
             generator.train()
             record(args, log, step=step, phase='distill', losses=running, metrics=metrics, it_per_s=rate)
 
-    done = recorded(args.out) if args.resume else set()        # a kill after a checkpoint may have lost its record
+    done, path = set(), os.path.join(args.out, 'metrics.jsonl')   # (phase, step) recorded; a kill may have lost one
+    if args.resume and os.path.isfile(path):                    # after its checkpoint (a cut last line does not count)
+        with open(path) as f:
+            done = {(e['phase'], e['step']) for e in (json.loads(line) for line in f if line.endswith('}\n'))}
     if rank == 0 and args.nfe and 'teacher' not in {phase for phase, _ in done}:
         t0, g = time.time(), torch.Generator(device).manual_seed(3)   # the SDE sampler's noise (bridge) is seeded
         metrics = evaluate('teacher', lambda z, y: interp.generate(teacher, z, y, steps=args.nfe, generator=g))
@@ -666,47 +658,42 @@ def main(argv=None):
         if args.batch_size % world:
             die(f'--batch-size {args.batch_size} is not divisible by the {world} ranks')
     torch.manual_seed(args.seed + rank)
-    created = not os.path.exists(args.out)                      # removed again if a refusal leaves it empty
+    created = not os.path.exists(args.out)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
         die(f'--out {args.out}: cannot create that folder ({e.strerror})')
     if not os.access(args.out, os.W_OK):
         die(f'--out {args.out}: the folder is not writable')
-    try:
-        run(args, ddp, rank, world, device)
+    try:                                                        # a refusal below leaves no empty --out it created
+        log = (lambda msg: print(msg, flush=True)) if rank == 0 else (lambda msg: None)
+        interp = make_interpolant(args.interpolant)
+        dataset, shape, num_classes = make_dataset(args)
+        if args.teacher_keep and len(args.teacher_keep) != num_classes:
+            die(f'--teacher-keep takes one fraction per class: {num_classes} for {args.dataset}, got {len(args.teacher_keep)}')
+        log(f'{args.dataset}: {len(dataset)} items of shape {shape}, {num_classes} classes | alpha={args.alpha} '
+            f'beta={args.beta} | {world} rank(s) on {device} | out {args.out}')
+        loose = getattr(dataset, 'loose', [])
+        if loose:
+            log(f'{len(loose)} images directly in {args.data_dir} (e.g. {loose[0]}) are in no class folder: not used')
+
+        teacher_path, finetune = args.teacher or os.path.join(args.out, 'teacher.pt'), None
+        if not args.teacher and not os.path.isfile(teacher_path):
+            if args.finetune:                                       # checked before hours of teacher training, not after
+                finetune = finetune_start(args, model_config(args, shape, num_classes))
+            train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
+            if ddp:
+                dist.barrier()                                      # every rank then loads rank 0's file: one teacher
+        teacher_net, config, kind = load_teacher(args, teacher_path, shape, num_classes, device)
+        log(f'teacher: {teacher_path} ({kind})')
+        if args.finetune and finetune is None:
+            finetune = finetune_start(args, config)
+        distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log, finetune)
+        if ddp:
+            dist.destroy_process_group()
     finally:
         if created and rank == 0 and os.path.isdir(args.out) and not os.listdir(args.out):
             os.rmdir(args.out)
-
-
-def run(args, ddp, rank, world, device):
-    log = (lambda msg: print(msg, flush=True)) if rank == 0 else (lambda msg: None)
-    interp = make_interpolant(args.interpolant)
-    dataset, shape, num_classes = make_dataset(args)
-    if args.teacher_keep and len(args.teacher_keep) != num_classes:
-        die(f'--teacher-keep takes one fraction per class: {num_classes} for {args.dataset}, got {len(args.teacher_keep)}')
-    log(f'{args.dataset}: {len(dataset)} items of shape {shape}, {num_classes} classes | alpha={args.alpha} '
-        f'beta={args.beta} | {world} rank(s) on {device} | out {args.out}')
-    loose = getattr(dataset, 'loose', [])
-    if loose:
-        log(f'{len(loose)} images directly in {args.data_dir} (e.g. {loose[0]}) are in no class folder: not used')
-
-    teacher_path, finetune = args.teacher or os.path.join(args.out, 'teacher.pt'), None
-    if not args.teacher and not os.path.isfile(teacher_path):
-        if args.finetune:                                       # checked before hours of teacher training, not after
-            finetune = finetune_start(args, model_config(args, shape, num_classes))
-        train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
-        if ddp:
-            dist.barrier()                                      # every rank then loads rank 0's file: one teacher
-    teacher_net, config, kind = load_teacher(args, teacher_path, shape, num_classes, device)
-    log(f'teacher: {teacher_path} ({kind})')
-    if args.finetune and finetune is None:
-        finetune = finetune_start(args, config)
-    distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log, finetune)
-    if ddp:
-        dist.destroy_process_group()
-
 
 if __name__ == '__main__':
     main()
