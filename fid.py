@@ -12,10 +12,12 @@ Also here, needing no download: pixel_stats (for 'fd_pix8'), gaussian_stats and 
 import argparse
 import functools
 import itertools
+import math
 import os
 import socket
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -262,7 +264,7 @@ class Progress:
                  start=0, end=True):
         self.what, self.total, self.unit, self.log, self.every, self.smoothing = what, total, unit, log, every, smoothing
         self.t0 = self.last = time.time()
-        self.start = self.done = start
+        self.start = self.done = self.count = start
         self.rate, self.end = None, end
 
     def __call__(self, done, **values):
@@ -276,12 +278,20 @@ class Progress:
         self.log(line(self.what, done, self.total, self.rate or 0.0, self.unit, **values) if done < self.total else
                  f'{self.what} {done}/{self.total} | {(done - self.start) / max(now - self.t0, 1e-9):.3g} {self.unit}/s | '
                  f'done in {now - self.t0:.0f}s')
+        self.log = None if done >= self.total else self.log  # the end is said once
+
+    def add(self, k=1, result=None):
+        """Count k more (e.g. inside a network called many times a batch) -> result, so it can wrap a call."""
+        self.count += k
+        self(self.count)
+        return result
 
 
 def line(what, done, total, rate, unit='it', **values):
     """'WHAT done/total | k v ... | RATE UNIT/s | ETA m': Progress's line, and train.py's."""
     vals = f' | {" ".join(f"{k} {v:.4g}" for k, v in values.items())}' if values else ''
-    eta = f'{(total - done) / rate / 60:.1f} min' if rate > 0 else '?'
+    seconds = (total - done) / rate if rate > 0 else math.inf
+    eta = f'{seconds / 60:.1f} min' if seconds >= 60 else '?' if seconds == math.inf else f'{seconds:.0f} s'
     return f'{what} {done}/{total}{vals} | {rate:.3g} {unit}/s | ETA {eta}'
 
 
@@ -347,7 +357,7 @@ class ImageFolder(torch.utils.data.Dataset):
     """Images under root (recursive) as RGB in [-1, 1], resized to 299x299 as the network would: any sizes mix."""
 
     def __init__(self, root):
-        self.files = image_files(root)
+        self.files = [Path(f) for f in image_files(root)]
 
     def __len__(self):
         return len(self.files)

@@ -973,10 +973,13 @@ def test_help_shows_each_default_once(capsys):
 def test_evaluation_samples_show_progress(toy_teacher, tmp_path, monkeypatch, capsys):
     lines = []
     real = train.fid.Progress
-    monkeypatch.setattr(train.fid, 'Progress', lambda what, total, unit, log, every, **k: real(what, total, unit,
-                                                                                             lines.append, 0.0, **k))
+    monkeypatch.setattr(train.fid, 'Progress', lambda what, total, unit, log, every, **k: real(
+        what, total, unit, log and lines.append, 0.0, **k))     # every call a line; a silenced one stays silent
     assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 0, '--eval-samples', 1200, '--out', tmp_path) == 0
-    teacher = [line for line in lines if line.startswith('samples of teacher ')]
-    assert [line.split(' | ')[0] for line in teacher] == ['samples of teacher 500/1200', 'samples of teacher 1000/1200',
-                                                          'samples of teacher 1200/1200']
-    assert 'samples/s | ETA ' in teacher[0] and 'done in' in teacher[-1]
+    teacher = [line.split(' | ')[0] for line in lines if line.startswith('teacher sampler')]   # counted per network call
+    assert teacher == [f'teacher sampler, 2 NFE {k}/2400' for k in (500, 1000, 1500, 2000, 2200, 2400)]
+    generator = [line for line in lines if line.startswith('samples of ')]
+    assert [line.split(' | ')[0] for line in generator] == ['samples of generator 500/1200',
+                                                            'samples of generator 1000/1200',
+                                                            'samples of generator 1200/1200']
+    assert 'samples/s | ETA ' in generator[0] and 'done in' in generator[-1]

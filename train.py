@@ -66,11 +66,10 @@ WIDTH = checked(int, lambda v: v >= 8 and v % 4 == 0, 'a multiple of 4, >= 8')
 RESOLUTIONS = checked(str, lambda v: all(r.isdigit() and int(r) > 0 for r in v.split(',')) or not v, 'like 16 or 16,8')
 
 
-class Help(argparse.ArgumentDefaultsHelpFormatter):            # one default a flag: a help naming its own, or the preset
-    def _get_help_string(self, action):
-        preset = ' (default: per --dataset, PRESETS)' if any(action.dest in p for p in PRESETS.values()) else ''
-        return (action.help or '') + preset if action.default is None or 'default' in (action.help or '') else \
-            super()._get_help_string(action)
+class Help(argparse.ArgumentDefaultsHelpFormatter):            # one default a flag: the help's own, or the preset's
+    def _get_help_string(self, a):
+        preset = ' (default: per --dataset, PRESETS)' * any(a.dest in p for p in PRESETS.values())
+        return (a.help or '') + preset if a.default is None or 'default' in (a.help or '') else super()._get_help_string(a)
 
 
 def get_args(argv=None):
@@ -391,8 +390,7 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
             cache = (os.path.join(args.data_dir, 'fid_stats') if args.dataset == 'cifar10' and
                      os.access(args.data_dir, os.W_OK) else args.out)
             loader = torch.utils.data.DataLoader(dataset, batch_size=250, num_workers=args.workers)
-            fid_ref = fid.dataset_stats(args.dataset, loader, cache, args.image_size, device=device,
-                                        weights=args.fid_weights, log=log)
+            fid_ref = fid.dataset_stats(args.dataset, loader, cache, args.image_size, device=device, weights=args.fid_weights, log=log)
             inception = fid.load_inception(args.fid_weights, device)
     except fid.InceptionWeightsNotFound as e:
         log(f'FID disabled: {e}')
@@ -401,9 +399,9 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
     ref_stats = fid.gaussian_stats(ref) if toy else fid.pixel_stats(ref)
 
     @torch.no_grad()
-    def evaluate(name, sample_fn):
-        g, bar = torch.Generator(device).manual_seed(1), fid.Progress(f'samples of {name}', n, 'samples', log,
-                                                                      args.log_every, end=False)
+    def evaluate(name, sample_fn, quiet=False):                 # quiet: the caller shows the progress
+        g, bar = torch.Generator(device).manual_seed(1), fid.Progress(f'samples of {name}', n, 'samples',
+                                                                      None if quiet else log, args.log_every, end=False)
         labels = torch.arange(n, device=device) % classes if classes else None
         x = torch.cat([(sample_fn(interp.prior((min(500, n - i), *shape), device, g), labels[i:i + 500] if classes else None),
                         bar(min(n, i + 500)))[0] for i in range(0, n, 500)]).float().cpu()
@@ -415,11 +413,10 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
         fid.save_grid(x, classes, path)                         # one row per class with --cond
         metrics = dict(fd_pix8=fid.frechet_distance(*fid.pixel_stats(x), *ref_stats))
         if fid_ref is not None:
-            t0, g = time.time(), torch.Generator(device).manual_seed(2)
+            g = torch.Generator(device).manual_seed(2)          # (its progress lines say how long it took)
             mu, sigma = fid.generator_stats(lambda m, y: sample_fn(interp.prior((m, *shape), device, g), y),
                                             args.fid_samples, 250, classes, inception, device, log=log)
             metrics['fid'] = fid.frechet_distance(mu, sigma, *fid_ref)
-            log(f'FID of {name} over {args.fid_samples} samples took {time.time() - t0:.0f}s')
         return metrics
     return evaluate
 
@@ -605,13 +602,14 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
             generator.train()
             record(args, log, step=step, phase='distill', losses=running, metrics=metrics, it_per_s=rate)
 
-    done, path = set(), os.path.join(args.out, 'metrics.jsonl')   # (phase, step) recorded; a kill may have lost one
-    if args.resume and os.path.isfile(path):                    # after its checkpoint (a cut last line does not count)
-        with open(path) as f:
-            done = {(e['phase'], e['step']) for e in (json.loads(line) for line in f if line.endswith('}\n'))}
+    path = os.path.join(args.out, 'metrics.jsonl')              # (phase, step) recorded; a kill after a checkpoint
+    with open(path) if args.resume and os.path.isfile(path) else contextlib.nullcontext([]) as f:   # may have lost one
+        done = {(e['phase'], e['step']) for e in (json.loads(line) for line in f if line.endswith('}\n'))}  # (not a cut one)
     if rank == 0 and args.nfe and 'teacher' not in {phase for phase, _ in done}:
         t0, g = time.time(), torch.Generator(device).manual_seed(3)   # the SDE sampler's noise (bridge) is seeded
-        metrics = evaluate('teacher', lambda z, y: interp.generate(teacher, z, y, steps=args.nfe, generator=g))
+        bar = fid.Progress(f'teacher sampler, {args.nfe} NFE', args.eval_samples * args.nfe, 'sample-NFE', log, args.log_every)
+        metrics = evaluate('teacher', lambda z, y: interp.generate(lambda t, x, c: bar.add(len(x), teacher(t, x, c)), z, y,
+                                                                   steps=args.nfe, generator=g), quiet=True)
         record(args, log, step=0, phase='teacher', metrics={f'teacher_nfe{args.nfe}': metrics}, seconds=time.time() - t0)
     if ('distill', start) not in done:                          # step 0: the generator at its initialisation
         evaluation(start, {}, 0.0 if start == 0 else None)      # (a redone one: its losses went with the process)
@@ -673,9 +671,8 @@ def main(argv=None):
             die(f'--teacher-keep takes one fraction per class: {num_classes} for {args.dataset}, got {len(args.teacher_keep)}')
         log(f'{args.dataset}: {len(dataset)} items of shape {shape}, {num_classes} classes | alpha={args.alpha} '
             f'beta={args.beta} | {world} rank(s) on {device} | out {args.out}')
-        loose = getattr(dataset, 'loose', [])
-        if loose:
-            log(f'{len(loose)} images directly in {args.data_dir} (e.g. {loose[0]}) are in no class folder: not used')
+        if getattr(dataset, 'loose', None):
+            log(f'{len(dataset.loose)} images directly in {args.data_dir} (e.g. {dataset.loose[0]}) are in no class folder: not used')
 
         teacher_path, finetune = args.teacher or os.path.join(args.out, 'teacher.pt'), None
         if not args.teacher and not os.path.isfile(teacher_path):
