@@ -283,6 +283,7 @@ def strip_prefixes(state_dict):
 
 EMA_DICTS = ('ema_models', 'ema_gens')  # official RealUID: {str(decay): state dict}, teacher / generator
 SINGLE_NETS = ('ema_model', 'net_model', 'model', 'gen', 'generator')  # torchcfm first, EMA preferred
+RAW_NETS = SINGLE_NETS[1:]  # ema_key='raw': the network trained without EMA
 EXTRA_HEADS = ('cls_pred_branch.',)  # official UNetModelWrapperWithHead's GAN head: not part of the flow
 
 
@@ -315,9 +316,12 @@ def load_checkpoint_state(path, ema_key=None, teachers_only=False):
     if 'teacher' in ckpt and isinstance(ckpt.get('config'), dict) and 'model' in ckpt['config']:
         fmt, key, config = 'ours', 'teacher', dict(ckpt['config']['model'])
         state, flipped = ckpt['teacher'], bool(config.get('time_flip', False))
-    elif ema_key == 'raw' and not any(k in ckpt for k in SINGLE_NETS):
-        raise ValueError(f"{path}: no raw network ({', '.join(SINGLE_NETS)}) for ema_key 'raw'")
-    elif any(k in ckpt for k in EMA_DICTS) and ema_key != 'raw':  # 'raw': the official 'gen' / 'net_model'
+    elif ema_key == 'raw':  # the network without EMA: the official 'gen' / 'net_model' (their default without a decay)
+        key = next((k for k in RAW_NETS if k in ckpt), None)
+        if key is None:
+            raise ValueError(f"{path}: no raw network ({', '.join(RAW_NETS)}) for ema_key 'raw'")
+        fmt, state = ('torchcfm' if key == 'net_model' and 'ema_models' not in ckpt else 'realuid'), ckpt[key]
+    elif any(k in ckpt for k in EMA_DICTS):
         name = next(k for k in EMA_DICTS if k in ckpt)
         emas = ckpt[name] if isinstance(ckpt[name], dict) else {}
         try:

@@ -661,8 +661,9 @@ def test_progress_rate_follows_the_recent_speed(monkeypatch):
         bar(done)
     assert len(lines) == 24                                     # one line every 5 s, no more
     rate = float(lines[-1].split(' | ')[1].split()[0])
-    assert rate < 1.1 and rate > 0.9, lines[-1]                 # the recent 1 item/s (the mean since start: 5.5)
-    assert lines[-1].endswith(f'ETA {(10_000 - done) / rate / 60:.1f} min'), lines[-1]
+    assert 0.9 < rate < 1.2, lines[-1]                          # the recent 1 item/s (the mean since start: 5.5)
+    eta = float(lines[-1].split('ETA ')[1].removesuffix(' min'))
+    assert eta == pytest.approx((10_000 - done) / rate / 60, rel=0.01), lines[-1]   # rate is printed to 3 digits
     clock[0] += 1
     bar(10_000)
     assert lines[-1].startswith('work 10000/10000 | ') and 'done in 121s' in lines[-1]

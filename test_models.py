@@ -336,3 +336,21 @@ def test_features_for_a_discriminator_head(config, feature_dim):
     assert first.grad is not None and first.grad.abs().sum() > 0
     if config['kind'] == 'unet':  # features run the encoder only: the decoder gets no gradient
         assert all(p.grad is None for p in net.output_blocks.parameters())
+
+
+def test_ema_key_raw_takes_the_official_raw_network(tmp_path):
+    # official generate_samples.py without --ema_decay: checkpoint['net_model'] (teacher) or ['gen'] (one step)
+    v = {key: unet(SMALL32, seed=i) for i, key in enumerate(['raw', '0.999'])}
+    path = str(tmp_path / 'teacher.pt')
+    torch.save({'net_model': v['raw'].state_dict(), 'ema_models': {'0.999': v['0.999'].state_dict()}}, path)
+    t, x, _ = batch(SMALL32)
+    teacher, info = load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)
+    assert info['key'] == 'net_model'
+    with torch.no_grad():
+        assert torch.equal(teacher(t, x), -v['raw'](1 - t, x))
+    torch.save({'gen': v['raw'].state_dict(), 'ema_gens': {'0.999': v['0.999'].state_dict()}}, path)
+    assert load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)[1]['key'] == 'gen'
+    assert load_teacher(path, **SMALL_OVERRIDES)[1]['key'] == 'ema_gens/0.999'    # the default stays the largest EMA
+    torch.save({'ema_gens': {'0.999': v['0.999'].state_dict()}}, path)
+    with pytest.raises(ValueError, match="no raw network .* for ema_key 'raw'"):
+        load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)

@@ -115,7 +115,7 @@ class Runner:
         pending = [job for job in pending if job[0] not in done]
         print(f'{len(self.jobs)} jobs ({len(done)} reused), {self.workers} at a time; each one\'s output in '
               f'{self.runs}/<name>.log', flush=True)
-        bar = fid.Progress('jobs', len(self.jobs), 'jobs', every=30.0, start=len(done))   # ETA from the recent rate
+        bar = fid.Progress('jobs', len(self.jobs), 'jobs', every=10.0, start=len(done))   # ETA from the recent rate
         while pending or running:
             for job in list(pending):
                 name, argv, deps = job
@@ -145,7 +145,7 @@ class Runner:
                     failed.append(name)
                 print(f'{"done" if proc.returncode == 0 else "FAILED"} {name} in {seconds:.0f}s '
                       f'({len(done) + len(failed)}/{len(self.jobs)})', flush=True)
-            bar(len(done) + len(failed), running=len(running))
+            bar(len(done) + len(failed), running=' '.join(running) or '-')
         if failed:
             sys.exit(f'run.py: {len(failed)} job(s) failed, see their logs in {self.runs}: {", ".join(failed)}')
         return done
