@@ -290,8 +290,8 @@ class Progress:
 def line(what, done, total, rate, unit='it', **values):
     """'WHAT done/total | k v ... | RATE UNIT/s | ETA m': Progress's line, and train.py's."""
     vals = f' | {" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())}' if values else ''
-    seconds = (total - done) / rate if rate > 0 else math.inf
-    eta = f'{seconds / 60:.1f} min' if seconds >= 60 else '?' if seconds == math.inf else f'{seconds:.0f} s'
+    seconds = (total - done) / rate if rate > 0 else math.inf      # no rate yet, or none lately: '?'
+    eta = '?' if seconds == math.inf else f'{seconds / 60:.1f} min' if seconds >= 60 else f'{seconds:.0f} s'
     return f'{what} {done}/{total}{vals} | {rate:.3g} {unit}/s | ETA {eta}'
 
 

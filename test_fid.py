@@ -674,4 +674,4 @@ def test_progress_of_a_fast_phase_is_silent_with_end_false(monkeypatch):
     bar = fid.Progress('fast', 3, log=lines.append, every=5.0, end=False)
     for i in range(1, 4):
         bar(i)
-    assert lines == []
+    assert lines == [] and fid.line('x', 0, 5, 0.0).endswith('| ETA ?')     # no rate yet: no number

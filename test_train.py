@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 
@@ -882,6 +883,8 @@ def test_resume_names_every_flag_that_would_change_the_run(toy_teacher, tmp_path
     assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 2, '--out', tmp_path, '--resume', '--eval-every', 1,
                 '--log-every', 1, '--workers', 1, '--device', 'cpu') == 0
     assert [r['step'] for r in records(tmp_path) if r['phase'] == 'distill'] == [0, 1, 2]
+    shutil.copytree(tmp_path, tmp_path.parent / f'{tmp_path.name}_moved')          # a run folder moved elsewhere
+    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 3, '--out', f'{tmp_path}_moved', '--resume') == 0
 
 
 def test_resume_of_the_teacher_phase_compares_its_flags_too(tmp_path, monkeypatch, capsys):

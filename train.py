@@ -38,8 +38,8 @@ PRESETS = {
 }
 PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000, teacher_batch_size=64)
 PRESETS['folder'] = PRESETS['cifar10']
-# What --resume may change: how long, how often it reports, where files are here (README); any other flag is refused.
-RESUMABLE = {'steps', 'teacher_steps', 'eval_every', 'log_every', 'workers', 'device', 'compile', 'fid_weights', 'data_dir', 'resume'}
+RESUMABLE = {'steps', 'teacher_steps', 'eval_every', 'log_every', 'workers',   # what --resume may change (README):
+             'device', 'compile', 'fid_weights', 'data_dir', 'out', 'resume'}  # how long, how often, where files are
 
 
 def die(msg, code=2):
