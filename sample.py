@@ -177,7 +177,7 @@ def load(args, device):
         del ckpt                                                # models.load_teacher reads the file itself
         if args.ema and not generators:
             die(f'{args.checkpoint} is a teacher: --ema is for generators (--teacher-key picks its EMA)')
-        ema_key = args.teacher_key or (args.ema if generators else None)    # 'raw': the official 'gen
+        ema_key = args.teacher_key or (args.ema if generators else None)    # 'raw': the official raw 'gen'
         try:
             net, info = models.load_teacher(args.checkpoint, 'cpu', ema_key=ema_key)
         except ValueError as e:
@@ -232,7 +232,9 @@ def main(argv=None):
             die(f'--fid: {str(e).strip().splitlines()[0]}')
     for path in stale:
         os.remove(path)
-    created = not os.path.exists(args.out)
+    created = None if os.path.exists(args.out) else os.path.abspath(args.out)  # the first folder it makes, if any
+    while created and not os.path.exists(os.path.dirname(created)):
+        created = os.path.dirname(created)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
@@ -245,7 +247,7 @@ def main(argv=None):
             json.dump(dict(command=command, sampled=what, **vars(args)), f, indent=1)
     except OSError as e:                                        # e.g. PermissionError: leave nothing behind
         if created:
-            shutil.rmtree(args.out, ignore_errors=True)
+            shutil.rmtree(created, ignore_errors=True)
         die(f'--out {args.out}: cannot write there ({e.strerror})')
 
     g = torch.Generator(device).manual_seed(args.seed)          # z, and the SDE noise of the bridge sampler

@@ -440,10 +440,10 @@ def test_an_out_it_may_not_write_is_one_line_and_leaves_nothing(toy_run, tmp_pat
             raise PermissionError(13, 'Permission denied', str(path))
         return real_open(path, *args, **kwargs)
     monkeypatch.setattr('builtins.open', denied)
-    assert run(toy_run / 'ckpt.pt', '--n', 4, '--out', tmp_path / 'denied') == 2
+    assert run(toy_run / 'ckpt.pt', '--n', 4, '--out', tmp_path / 'denied' / 'a' / 's') == 2
     [line] = capsys.readouterr().err.strip().splitlines()
-    assert line == f'sample.py: error: --out {tmp_path / "denied"}: cannot write there (Permission denied)'
-    assert not os.path.exists(tmp_path / 'denied')               # the folder it had created is gone again
+    assert line == f'sample.py: error: --out {tmp_path / "denied" / "a" / "s"}: cannot write there (Permission denied)'
+    assert not os.path.exists(tmp_path / 'denied')               # the folders it had created are gone again
 
 
 def test_ema_raw_takes_the_official_raw_gen_network(tiny_cifar_config, tmp_path):
