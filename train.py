@@ -319,7 +319,7 @@ def load_state(path, stateful, data, rank):
     except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:
         die(f'checkpoint {path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0]})')
     torch.set_rng_state(mine['rng'])
-    if mine['cuda'] is not None:
+    if mine['cuda'] is not None and torch.cuda.is_available():   # (a run moved to a CPU: --device may change)
         torch.cuda.set_rng_state_all(mine['cuda'])
     return ckpt['step']
 
