@@ -3,14 +3,20 @@
 Feature extraction and the Frechet distance are separate: images -> Inception pool3 features -> (mu, sigma) -> FID.
 Usage: python fid.py PATH1 PATH2 [--batch-size N] [--device cpu|cuda] [--weights FILE] [--save-stats OUT.npz]
 where each PATH is a folder of images, an .npz with the statistics `mu`, `sigma`, or an .npz of images `arr_0`
-(uint8 (N, H, W, 3), as sample.py --npz and OpenAI's / EDM's evaluators write them).
+(uint8 (N, H, W, 3), as sample.py --npz and OpenAI's / EDM's evaluators write them); `--dataset cifar10
+[--data-dir DIR]` stands for one PATH: torchvision's CIFAR-10 training set (downloaded there if absent), e.g.
+    python fid.py --dataset cifar10 --save-stats cifar10-32-train.npz    # the reference statistics train.py's README uses
+Every PATH is checked (statistics in full, images up to the first batch) before the network loads.
 Also here, needing no download: pixel_stats (for 'fd_pix8'), gaussian_stats and sliced_wasserstein.
 """
 import argparse
+import functools
 import itertools
+import math
 import os
 import socket
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +117,31 @@ def load_inception(path=None, device='cpu'):
     return net.eval().requires_grad_(False).to(device)
 
 
+PSD_TOLERANCE = 1e-6  # relative: rounding leaves a covariance's eigenvalues >= -1e-12 * largest; -I is -1 * largest
+
+
+def check_stats(mu, sigma, name='statistics'):
+    """-> (mu, sigma) as float64 arrays, or ValueError naming `name` in one line, before anything slow: real numbers
+    (not strings or objects), mu (d,) and sigma (d, d), all finite, sigma symmetric and positive semi-definite up to
+    PSD_TOLERANCE (one Cholesky factorisation of sigma + tolerance * max|sigma| * I)."""
+    for what, a in (('mu', mu), ('sigma', sigma)):
+        if np.asarray(a).dtype.kind not in 'iuf':
+            raise ValueError(f'{name}: {what} must hold real numbers, got dtype {np.asarray(a).dtype}')
+    mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
+    if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
+        raise ValueError(f'{name}: mu must be (d,) and sigma (d, d), got {mu.shape} and {sigma.shape}')
+    for what, a in (('mu', mu), ('sigma', sigma)):
+        if not np.isfinite(a).all():
+            raise ValueError(f'{name}: {what} has {(~np.isfinite(a)).sum()} non-finite values (NaN or inf)')
+    scale = np.abs(sigma).max(initial=0.0)
+    if np.abs(sigma - sigma.T).max(initial=0.0) > PSD_TOLERANCE * scale:
+        raise ValueError(f'{name}: sigma is not symmetric (max |sigma - sigma.T| = {np.abs(sigma - sigma.T).max():.3g})')
+    shifted = torch.from_numpy(sigma) + PSD_TOLERANCE * scale * torch.eye(len(mu), dtype=torch.float64)
+    if scale > 0 and torch.linalg.cholesky_ex(shifted).info.item() != 0:  # (all zeros: constant features, PSD)
+        raise ValueError(f'{name}: sigma is not positive semi-definite (not a covariance)')
+    return mu, sigma
+
+
 # Frechet distance between Gaussians (Dowson & Landau 1982), the FID of Heusel et al. 2017:
 # ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^1/2). For any S1 = R R^T, the PSD matrix R^T S2 R has the eigenvalues of
 # S1 S2 (similar matrices), so Tr (S1 S2)^1/2 = sum sqrt eigvalsh(R^T S2 R). R is the Cholesky factor when S1 is
@@ -118,6 +149,9 @@ def load_inception(path=None, device='cpu'):
 def frechet_distance(mu1, sigma1, mu2, sigma2):  # float64 torch.linalg: its eigh stays fast on busy CPUs, numpy's not
     """Frechet distance between N(mu1, sigma1) and N(mu2, sigma2) as a float; arrays or tensors, any float dtype."""
     mu1, sigma1, mu2, sigma2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, sigma1, mu2, sigma2))
+    for name, a in (('mu1', mu1), ('sigma1', sigma1), ('mu2', mu2), ('sigma2', sigma2)):
+        if not torch.isfinite(a).all():  # LAPACK's eigensolvers can loop forever on NaN: refused, not computed
+            raise ValueError(f'frechet_distance: {name} has non-finite values (NaN or inf)')
     chol, info = torch.linalg.cholesky_ex(sigma1)  # sigma1 = chol @ chol.T; info > 0: not positive definite
     if info.item() != 0:
         return _frechet_distance_eigh(mu1, sigma1, mu2, sigma2)
@@ -128,6 +162,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2):  # float64 torch.linalg: its eig
 def _frechet_distance_eigh(mu1, sigma1, mu2, sigma2):  # any PSD sigma1; the previous route: 2.3x slower at d=2048
     mu1, sigma1, mu2, sigma2 = (torch.as_tensor(a, dtype=torch.float64) for a in (mu1, sigma1, mu2, sigma2))
     eigval, eigvec = torch.linalg.eigh(sigma1)
+    if eigval.min() < -PSD_TOLERANCE * eigval.abs().max():  # e.g. -I: clamping it to 0 gave a plausible FID
+        raise ValueError(f'frechet_distance: sigma1 is not positive semi-definite (eigenvalue {eigval.min():.3g})')
     root = eigvec * eigval.clamp(min=0).sqrt()  # sigma1 = root @ root.T
     trace_sqrt = _sum_sqrt_eigvals(root.T @ sigma2 @ root)
     return float((mu1 - mu2).square().sum() + sigma1.trace() + sigma2.trace() - 2 * trace_sqrt)
@@ -135,6 +171,9 @@ def _frechet_distance_eigh(mu1, sigma1, mu2, sigma2):  # any PSD sigma1; the pre
 
 def _sum_sqrt_eigvals(inner):  # Tr inner^1/2 of a PSD matrix known up to rounding
     eigval = torch.linalg.eigvalsh((inner + inner.T) / 2)
+    if eigval.min() < -PSD_TOLERANCE * eigval.abs().max():  # R^T S2 R is PSD (congruence) whenever sigma2 is
+        raise ValueError(f'frechet_distance: sigma2 is not positive semi-definite (eigenvalue {eigval.min():.3g} '
+                         'of R^T sigma2 R)')
     eigval[eigval < len(eigval) * torch.finfo(torch.float64).eps * eigval.max()] = 0  # below numerical rank
     return eigval.sqrt().sum()
 
@@ -215,21 +254,67 @@ def save_scatter(x, y, path, extent=3.5, size=256):
     Image.fromarray((image * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
 
 
+class Progress:
+    """Progress of a long phase as lines 'WHAT done/total | RATE UNIT/s | ETA', at most one every `every` seconds,
+    and one at the end (with end=False only after a phase that took `every` or printed). RATE is an exponential moving
+    average of the rates between lines (weight `smoothing` on the newest), so the ETA follows the recent speed (a
+    machine that gets busy), not the average since the start."""
+
+    def __init__(self, what, total, unit='it', log=functools.partial(print, flush=True), every=5.0, smoothing=0.3,
+                 start=0, end=True):
+        self.what, self.total, self.unit, self.log, self.every, self.smoothing = what, total, unit, log, every, smoothing
+        self.t0 = self.last = time.time()
+        self.start = self.done = self.count = start
+        self.rate, self.end = None, end
+
+    def __call__(self, done, **values):
+        now = time.time()
+        if self.log is None or now - self.last < self.every and (done < self.total or not self.end):
+            return
+        rate = (done - self.done) / max(now - self.last, 1e-9)  # an interval without progress counts too, once started
+        if done > self.done or self.rate is not None:
+            self.rate = rate if self.rate is None else self.smoothing * rate + (1 - self.smoothing) * self.rate
+        self.last, self.done, self.end = now, done, True
+        self.log(line(self.what, done, self.total, self.rate or 0.0, self.unit, **values) if done < self.total else
+                 f'{self.what} {done}/{self.total} | {(done - self.start) / max(now - self.t0, 1e-9):.3g} {self.unit}/s | '
+                 f'done in {now - self.t0:.0f}s')
+        self.log = None if done >= self.total else self.log  # the end is said once
+
+    def add(self, k=1, result=None):
+        """Count k more (e.g. inside a network called many times a batch) -> result, so it can wrap a call."""
+        self.count += k
+        self(self.count)
+        return result
+
+
+def line(what, done, total, rate, unit='it', **values):
+    """'WHAT done/total | k v ... | RATE UNIT/s | ETA m': Progress's line, and train.py's."""
+    vals = f' | {" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())}' if values else ''
+    seconds = (total - done) / rate if rate > 0 else math.inf      # no rate yet, or none lately: '?'
+    eta = '?' if seconds == math.inf else f'{seconds / 60:.1f} min' if seconds >= 60 else f'{seconds:.0f} s'
+    return f'{what} {done}/{total}{vals} | {rate:.3g} {unit}/s | ETA {eta}'
+
+
 @torch.no_grad()
-def inception_features(net, batches, device='cpu'):
-    """Iterable of (B, 3, H, W) images in [-1, 1] (or (images, labels) pairs) -> (N, 2048) float32 numpy."""
-    features = []
+def inception_features(net, batches, device='cpu', total=None, log=None):
+    """Iterable of (B, 3, H, W) images in [-1, 1] (or (images, labels) pairs) -> (N, 2048) float32 numpy.
+    With `total` (the number of images) and `log` (e.g. print): Progress lines."""
+    features, bar = [], Progress('FID features', total, 'images', log) if total and log else None
     for images in batches:
         images = images[0] if isinstance(images, (tuple, list)) else images
         features.append(net(images.to(device, torch.float32)).cpu())
+        if bar:
+            bar(sum(len(f) for f in features))
     return torch.cat(features).numpy()
 
 
-def generator_stats(sample_fn, n=50_000, batch_size=100, num_classes=None, net=None, device='cpu', to_uint8=True):
+def generator_stats(sample_fn, n=50_000, batch_size=100, num_classes=None, net=None, device='cpu', to_uint8=True,
+                    log=None):
     """FID statistics of n samples of sample_fn(n_batch, labels) -> (n_batch, 3, H, W) in [-1, 1].
 
     With num_classes, labels are class-balanced (n // num_classes each, the remainder spread over the first classes).
     to_uint8 rounds images to 8 bits first, so the statistics equal those of the samples saved as PNGs (as EDM does).
+    log (e.g. print): Progress lines of sampling + features.
     """
     net = load_inception(device=device) if net is None else net
     labels = None if num_classes is None else torch.arange(n, device=device) % num_classes
@@ -239,18 +324,28 @@ def generator_stats(sample_fn, n=50_000, batch_size=100, num_classes=None, net=N
             images = sample_fn(min(batch_size, n - start), None if labels is None else labels[start:start + batch_size])
             yield uint8_to_images(images_to_uint8(images)) if to_uint8 else images
 
-    return feature_stats(inception_features(net, batches(), device))
+    return feature_stats(inception_features(net, batches(), device, n, log))
 
 
-def dataset_stats(name, data, cache_dir, resolution, split='train', batch_size=100, net=None, device='cpu'):
-    """(mu, sigma) of a Dataset or DataLoader of images in [-1, 1], cached as cache_dir/name-resolution-split.npz."""
+def read_stats(path):
+    """(mu, sigma) of an .npz of statistics, checked (check_stats), or ValueError naming the file in one line."""
+    stats = read_npz(path)
+    if 'mu' not in stats or 'sigma' not in stats:
+        raise ValueError(f'{path}: .npz has no statistics mu and sigma (keys: {", ".join(stats)})')
+    return check_stats(stats['mu'], stats['sigma'], path)
+
+
+def dataset_stats(name, data, cache_dir, resolution, split='train', batch_size=100, net=None, device='cpu',
+                  weights=None, log=None):
+    """(mu, sigma) of a Dataset or DataLoader of images in [-1, 1], cached as cache_dir/name-resolution-split.npz.
+    A cached file is checked (read_stats) before the network (`net`, else load_inception(weights)) is loaded."""
     path = os.path.join(cache_dir, f'{name}-{resolution}-{split}.npz')
     if os.path.isfile(path):
-        with np.load(path) as stats:
-            return stats['mu'], stats['sigma']
+        return read_stats(path)
     if isinstance(data, torch.utils.data.Dataset):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size)
-    mu, sigma = feature_stats(inception_features(load_inception(device=device) if net is None else net, data, device))
+    net = load_inception(weights, device) if net is None else net
+    mu, sigma = feature_stats(inception_features(net, data, device, len(data.dataset), log))
     os.makedirs(cache_dir, exist_ok=True)
     tmp = f'{path}.{os.getpid()}.tmp.npz'
     np.savez(tmp, mu=mu, sigma=sigma)
@@ -262,7 +357,7 @@ class ImageFolder(torch.utils.data.Dataset):
     """Images under root (recursive) as RGB in [-1, 1], resized to 299x299 as the network would: any sizes mix."""
 
     def __init__(self, root):
-        self.files = sorted(p for p in Path(root).rglob('*') if p.suffix.lower() in IMAGE_EXTENSIONS)
+        self.files = [Path(f) for f in image_files(root)]
 
     def __len__(self):
         return len(self.files)
@@ -272,10 +367,75 @@ class ImageFolder(torch.utils.data.Dataset):
         return F.interpolate(image[None], size=(299, 299), mode='bilinear', align_corners=False, antialias=False)[0]
 
 
+class FlatFolder(torchvision.datasets.ImageFolder):
+    """A folder of images without class subfolders (the official CelebA layout): one class, label 0."""
+    def find_classes(self, directory):
+        return [''], {'': 0}
+
+
+def image_folder(root, transform=None, classes=True):
+    """(image, label) dataset of root's class folders (classes), else of all its images as class 0, read by read_image;
+    only image_files (linked folders are not entered). Its .loose: the images directly in root, in no class folder
+    (not used). ValueError in one line when root or its images are missing."""
+    if not os.path.isdir(root):
+        raise ValueError(f'image folder {root} does not exist')
+    files = {f for d in ([d.path for d in os.scandir(root) if d.is_dir()] if classes else [root]) for f in image_files(d)}
+    try:
+        data = (torchvision.datasets.ImageFolder if classes else FlatFolder)(root, transform, loader=read_image,
+                                                                              is_valid_file=files.__contains__)
+    except (FileNotFoundError, RuntimeError):
+        raise ValueError(f'no images ({", ".join(sorted(IMAGE_EXTENSIONS))}) found in '
+                         f'{"the class folders of " * classes}{root}') from None
+    data.loose = [f.name for f in os.scandir(root) if classes and f.is_file() and os.path.splitext(f.name)[1].lower()
+                  in IMAGE_EXTENSIONS]
+    return data
+
+
+def cifar10(data_dir, transform=None, train=True):
+    """torchvision's CIFAR-10 in data_dir, downloaded there if absent, or ValueError in one line saying what to do."""
+    for download in (False, True):
+        try:
+            return torchvision.datasets.CIFAR10(data_dir, train, transform, download=download)
+        except Exception:  # absent (RuntimeError), then offline, corrupt, read-only, ...
+            pass
+    raise ValueError(f'CIFAR-10 not found in {data_dir} and it cannot be downloaded: put the extracted '
+                     'cifar-10-batches-py/ folder (from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) there, '
+                     'or pass --data-dir')
+
+
+def device_error(name, allowed=('cpu', 'cuda', 'mps')):
+    """None if torch can run on device `name` here, else why not in words (for the commands' one-line errors)."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        return f'{name} is not a torch device (e.g. cpu, cuda, cuda:1)'
+    if device.type not in allowed:
+        return f'{name}: runs on {", ".join(allowed[:-1])} or {allowed[-1]}'
+    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
+        return f'{name}: PyTorch sees {torch.cuda.device_count()} CUDA device(s) here'
+    if device.type == 'mps' and not torch.backends.mps.is_available():
+        return f'{name}: PyTorch sees no MPS device here'
+    return None
+
+
+def image_files(root):
+    """Image files under root (recursive), sorted. Linked files count; linked folders are not entered: a loop, or a
+    link out of the folder, would repeat images (another class's, in a class folder) without end."""
+    return sorted(os.path.join(folder, name) for folder, _, names in os.walk(root) for name in names
+                  if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS)
+
+
 def read_image(path):
     """An image file as an RGB PIL image, or ValueError naming the file in one line (not an image, truncated, ...)."""
     try:
         with Image.open(path) as image:
+            if image.mode in ('I', 'I;16', 'I;16B', 'I;16L'):  # 16-bit grayscale: convert('RGB') clips at 255
+                pixels = np.asarray(image, dtype=np.float64)
+                if pixels.min() < 0 or pixels.max() > 65535:
+                    raise ValueError(f'mode {image.mode} values in [{pixels.min():g}, {pixels.max():g}], not 16 bits')
+                return Image.fromarray((pixels / 257).round().astype(np.uint8)).convert('RGB')  # 65535 -> 255
+            if image.mode == 'F':
+                raise ValueError('32-bit float pixels: give 8- or 16-bit images')
             return image.convert('RGB')
     except Exception as error:
         reason = ' '.join(str(error).split()) or type(error).__name__
@@ -295,16 +455,20 @@ def read_npz(path):
         raise ValueError(f'{path}: cannot read .npz ({reason})') from error
 
 
-def path_stats(path, get_net, batch_size=50, device='cpu'):
+def path_stats(path, get_net, batch_size=50, device='cpu', log=None):
     """(mu, sigma) of an .npz of statistics (mu, sigma) or of images (arr_0 uint8 (N, H, W, 3)), or of a folder of
-    images; ValueError with one line on bad input."""
+    images; ValueError with one line on bad input (open_path, then its computation)."""
+    return open_path(path, batch_size)(get_net, device, log)
+
+
+def open_path(path, batch_size=50):
+    """Check `path` now, before any network loads (statistics in full, images up to the first batch) -> a function
+    (get_net, device, log) -> (mu, sigma); ValueError with one line on bad input."""
     if path.endswith('.npz') and os.path.isfile(path):
         stats = read_npz(path)
         if 'mu' in stats and 'sigma' in stats:
-            mu, sigma = stats['mu'], stats['sigma']
-            if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
-                raise ValueError(f'{path}: mu must be (d,) and sigma (d, d), got {mu.shape} and {sigma.shape}')
-            return mu, sigma
+            mu, sigma = check_stats(stats['mu'], stats['sigma'], path)
+            return lambda *_: (mu, sigma)
         if 'arr_0' not in stats:
             raise ValueError(f'{path}: .npz has neither mu and sigma nor images arr_0 (keys: {", ".join(stats)})')
         images = stats['arr_0']
@@ -313,7 +477,7 @@ def path_stats(path, get_net, batch_size=50, device='cpu'):
         if len(images) < 2:  # before the network loads
             raise ValueError(f'{path}: statistics need at least 2 samples, got 1 image')
         batches = (uint8_to_images(images[i:i + batch_size]) for i in range(0, len(images), batch_size))
-        return feature_stats(inception_features(get_net(), batches, device))
+        return lambda get_net, device, log: feature_stats(inception_features(get_net(), batches, device, len(images), log))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f'{path}: not a folder of images or an .npz file')
     if not os.path.isdir(path):
@@ -323,22 +487,37 @@ def path_stats(path, get_net, batch_size=50, device='cpu'):
         raise ValueError(f'{path}: no images ({"/".join(sorted(IMAGE_EXTENSIONS))}) found')
     if len(dataset) < 2:  # before the network loads
         raise ValueError(f'{path}: statistics need at least 2 samples, got 1 image')
-    batches = iter(torch.utils.data.DataLoader(dataset, batch_size=batch_size))  # no workers: errors stay one line
-    first = next(batches)  # read before the network loads: a bad image among the first fails without a download
-    return feature_stats(inception_features(get_net(), itertools.chain([first], batches), device))
+    return open_loader(torch.utils.data.DataLoader(dataset, batch_size=batch_size), len(dataset))  # no workers: one line
+
+
+def open_loader(loader, total):
+    """Read the first batch of a DataLoader now (a bad image fails without a download) -> open_path's function."""
+    batches = iter(loader)
+    first = next(batches)
+    chained = itertools.chain([first], batches)
+    return lambda get_net, device, log: feature_stats(inception_features(get_net(), chained, device, total, log))
+
+
+def open_cifar10(data_dir, batch_size=50):
+    """torchvision's CIFAR-10 training set in data_dir (downloaded there if absent), as open_path's function: the
+    same pixels as its 50 000 images written as PNGs and read back."""
+    data = cifar10(data_dir, lambda image: to_tensor(image) * 2 - 1)
+    return open_loader(torch.utils.data.DataLoader(data, batch_size=batch_size), len(data))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description='FID between two image folders or .npz statistics (mu, sigma).')
     parser.error = error
-    parser.add_argument('paths', nargs='+', metavar='PATH', help='image folder, .npz with mu and sigma, or .npz of images arr_0')
+    parser.add_argument('paths', nargs='*', metavar='PATH', help='image folder, .npz with mu and sigma, or .npz of images arr_0')
+    parser.add_argument('--dataset', choices=['cifar10'], help="one more PATH: torchvision's CIFAR-10 training set")
+    parser.add_argument('--data-dir', default='./data', help='where --dataset is (or is downloaded to); default ./data')
     parser.add_argument('--batch-size', type=int, default=50)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--weights', help=f'{WEIGHTS_NAME} (default: torch hub cache, downloaded if absent)')
     parser.add_argument('--save-stats', metavar='OUT.npz', help='save the statistics of the one PATH and exit')
     args = parser.parse_args(argv)
-    if len(args.paths) != (1 if args.save_stats else 2):
-        error('give two PATHs, or one PATH with --save-stats')
+    if len(args.paths) + bool(args.dataset) != (1 if args.save_stats else 2):
+        error('give two PATHs, or one PATH with --save-stats (--dataset counts as a PATH)')
     if args.batch_size < 1:
         error(f'--batch-size must be >= 1, got {args.batch_size}')
     if args.save_stats:  # before any feature is computed; never replaces a file (e.g. the reference statistics)
@@ -349,12 +528,8 @@ def main(argv=None):
             error(f'--save-stats {out} exists: remove it or choose another name')
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             error(f'--save-stats {out}: {folder} is not a writable folder')
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        error(f'--device {args.device} is not a torch device (e.g. cpu, cuda, cuda:1)')
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        error(f'--device {args.device}: PyTorch sees no CUDA device here')
+    if device_error(args.device):
+        error(f'--device {device_error(args.device)}')
     net = None
 
     def get_net():  # loaded only if a folder needs it
@@ -362,8 +537,10 @@ def main(argv=None):
         net = load_inception(args.weights, args.device) if net is None else net
         return net
 
-    try:
-        stats = [path_stats(path, get_net, args.batch_size, args.device) for path in args.paths]
+    try:  # every PATH is checked before the first feature: a bad reference fails before the other's minutes
+        sources = [open_path(path, args.batch_size) for path in args.paths]
+        sources += [open_cifar10(args.data_dir, args.batch_size)] if args.dataset else []
+        stats = [source(get_net, args.device, functools.partial(print, flush=True)) for source in sources]
         if args.save_stats:
             tmp = f'{args.save_stats}.{os.getpid()}.tmp.npz'
             try:
@@ -373,7 +550,7 @@ def main(argv=None):
                 if os.path.exists(tmp):
                     os.remove(tmp)
             return
-        (a, b), (mu_a, mu_b) = args.paths, (len(stats[0][0]), len(stats[1][0]))
+        (a, b), (mu_a, mu_b) = args.paths + ['cifar10'] * bool(args.dataset), (len(stats[0][0]), len(stats[1][0]))
         if mu_a != mu_b:
             error(f'the statistics have different dimensions: {mu_a} in {a}, {mu_b} in {b} (Inception features: 2048)')
         print(f'FID: {frechet_distance(*stats[0], *stats[1])}')

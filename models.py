@@ -314,6 +314,7 @@ def strip_prefixes(state_dict):
 
 EMA_DICTS = ('ema_models', 'ema_gens')  # official RealUID: {str(decay): state dict}, teacher / generator
 SINGLE_NETS = ('ema_model', 'net_model', 'model', 'gen', 'generator')  # torchcfm first, EMA preferred
+RAW_NETS = SINGLE_NETS[1:]  # ema_key='raw': the network trained without EMA
 EXTRA_HEADS = ('cls_pred_branch.',)  # official UNetModelWrapperWithHead's GAN head: not part of the flow
 
 
@@ -346,6 +347,11 @@ def load_checkpoint_state(path, ema_key=None, teachers_only=False):
     if 'teacher' in ckpt and isinstance(ckpt.get('config'), dict) and 'model' in ckpt['config']:
         fmt, key, config = 'ours', 'teacher', dict(ckpt['config']['model'])
         state, flipped = ckpt['teacher'], bool(config.get('time_flip', False))
+    elif ema_key == 'raw':  # the network without EMA: the official 'gen' / 'net_model' (their default without a decay)
+        key = next((k for k in RAW_NETS if k in ckpt), None)
+        if key is None:
+            raise ValueError(f"{path}: no raw network ({', '.join(RAW_NETS)}) for ema_key 'raw'")
+        fmt, state = ('torchcfm' if key == 'net_model' and 'ema_models' not in ckpt else 'realuid'), ckpt[key]
     elif any(k in ckpt for k in EMA_DICTS):
         name = next(k for k in EMA_DICTS if k in ckpt)
         emas = ckpt[name] if isinstance(ckpt[name], dict) else {}
@@ -366,7 +372,7 @@ def load_checkpoint_state(path, ema_key=None, teachers_only=False):
                          "('teacher', 'config'), torchcfm ('ema_model'), RealUID ('ema_models') or a state dict")
     if teachers_only and (key in ('gen', 'generator') or str(key).startswith('ema_gens')):
         raise ValueError(f'{path} holds a one-step generator ({key}), not a teacher')
-    if ema_key is not None and not str(key).startswith(EMA_DICTS):
+    if ema_key not in (None, 'raw') and not str(key).startswith(EMA_DICTS):
         raise ValueError(f'{path}: ema_key={ema_key} given but the checkpoint has no dict of EMA decays')
     if not is_state_dict(state):
         raise ValueError(f"{path}: entry '{key}' is not a state dict")

@@ -24,8 +24,8 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
-import time
 
 import numpy as np
 import torch
@@ -86,12 +86,9 @@ def get_args(argv=None):
     a('--overwrite', action='store_true',
       help=f'replace a previous sample.py output in --out (a folder with its {MARKER}; only its own files)')
     args = p.parse_args(argv)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError as e:
-        p.error(f'argument --device: {e}')
-    if device.type == 'cuda' and not torch.cuda.is_available():
-        p.error('--device cuda: no CUDA device is available')
+    if fid.device_error(args.device):                          # meta, or mps/cuda this machine lacks
+        p.error(f'--device {fid.device_error(args.device)}')
+    device = torch.device(args.device)
     if not os.path.isfile(args.checkpoint):
         p.error(f'checkpoint {args.checkpoint} not found')
     if args.fid and not os.path.exists(args.fid):
@@ -105,6 +102,9 @@ def files_to_replace(out, overwrite):
     """Refuse an --out that would mix two runs' samples -> the previous sample.py files to remove (--overwrite)."""
     if os.path.exists(out) and not os.path.isdir(out):
         die(f'--out {out} is a file, not a folder')
+    target = out if os.path.exists(out) else os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(target) and not os.access(target, os.W_OK):   # before loading (root passes: writes are guarded)
+        die(f'--out {out}: {target} is not writable')
     entries = sorted(os.listdir(out)) if os.path.isdir(out) else []
     if entries and not overwrite:
         die(f'--out {out} is not empty (it holds {entries[0]}{", ..." * (len(entries) > 1)}): choose another folder, '
@@ -177,7 +177,7 @@ def load(args, device):
         del ckpt                                                # models.load_teacher reads the file itself
         if args.ema and not generators:
             die(f'{args.checkpoint} is a teacher: --ema is for generators (--teacher-key picks its EMA)')
-        ema_key = args.teacher_key or (args.ema if generators and args.ema != 'raw' else None)
+        ema_key = args.teacher_key or (args.ema if generators else None)    # 'raw': the official raw 'gen'
         try:
             net, info = models.load_teacher(args.checkpoint, 'cpu', ema_key=ema_key)
         except ValueError as e:
@@ -188,8 +188,6 @@ def load(args, device):
                 'teachers (use --ema)')
         if not one_step and args.ema:
             die(f'{args.checkpoint} is a teacher: --ema is for generators (--teacher-key picks its EMA)')
-        if one_step and args.ema == 'raw' and info['key'] != 'gen':
-            die(f'--ema raw: models.load_teacher reads only the EMA generators of {args.checkpoint}')
         interp, config = interpolant(args, info['trained'].get('interpolant')), info['config']
         source = 'ours' if info['format'] == 'ours' else f"{info['format']} {info['key']}"
         if not one_step:
@@ -234,6 +232,9 @@ def main(argv=None):
             die(f'--fid: {str(e).strip().splitlines()[0]}')
     for path in stale:
         os.remove(path)
+    created = None if os.path.exists(args.out) else os.path.abspath(args.out)  # the first folder it makes, if any
+    while created and not os.path.exists(os.path.dirname(created)):
+        created = os.path.dirname(created)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
@@ -241,12 +242,17 @@ def main(argv=None):
     pngs = image and not args.npz
     print(f'{args.checkpoint}: {what} | {interp.name} | {classes or "no"} classes | {args.n} samples of shape '
           f'{shape} on {device} -> {args.out}', flush=True)
-    with open(os.path.join(args.out, MARKER), 'w') as f:       # first: a killed run's folder is still ours
-        json.dump(dict(command=command, sampled=what, **vars(args)), f, indent=1)
+    try:
+        with open(os.path.join(args.out, MARKER), 'w') as f:   # first: a killed run's folder is still ours
+            json.dump(dict(command=command, sampled=what, **vars(args)), f, indent=1)
+    except OSError as e:                                        # e.g. PermissionError: leave nothing behind
+        if created:
+            shutil.rmtree(created, ignore_errors=True)
+        die(f'--out {args.out}: cannot write there ({e.strerror})')
 
     g = torch.Generator(device).manual_seed(args.seed)          # z, and the SDE noise of the bridge sampler
     labels = torch.arange(args.n) % classes if classes else None
-    chunks, t0, last = [], time.time(), time.time()
+    chunks, bar = [], fid.Progress('sampled', args.n, 'samples', every=LOG_EVERY)
     with torch.no_grad():
         for start in range(0, args.n, args.batch_size):
             m = min(args.batch_size, args.n - start)
@@ -258,12 +264,7 @@ def main(argv=None):
             for i in range(m) if pngs else ():
                 Image.fromarray(x[i]).save(os.path.join(args.out, f'{start + i:06d}.png'))
             chunks.append(x)
-            done = start + m
-            if time.time() - last > LOG_EVERY or done == args.n:
-                rate = done / max(time.time() - t0, 1e-9)
-                print(f'sampled {done}/{args.n} | {rate:.1f} samples/s | ETA {(args.n - done) / rate / 60:.1f} min',
-                      flush=True)
-                last = time.time()
+            bar(start + m)
     samples = np.concatenate(chunks)
 
     if pngs:
@@ -285,7 +286,8 @@ def main(argv=None):
         print('wrote grid.png')
     if args.fid:
         batches = (fid.uint8_to_images(samples[i:i + FID_BATCH]) for i in range(0, len(samples), FID_BATCH))
-        mu, sigma = fid.feature_stats(fid.inception_features(inception, batches, device))
+        mu, sigma = fid.feature_stats(fid.inception_features(inception, batches, device, len(samples),
+                                                            lambda line: print(line, flush=True)))
         print(f'FID: {fid.frechet_distance(*reference, mu, sigma)}')    # reference first: its Cholesky route
 
 

@@ -436,7 +436,7 @@ def test_feature_stats_refuses_a_single_sample():  # np.cov of one row is NaN, w
         fid.feature_stats(np.ones((1, 5)))
 
 
-@pytest.mark.parametrize('argv, says', [([], 'the following arguments are required: PATH'),
+@pytest.mark.parametrize('argv, says', [([], 'give two PATHs, or one PATH with --save-stats'),
                                         (['TRUNC', '--save-stats', 'S'], 'S.npz exists: remove it or choose another'),
                                         (['S', '--save-stats', '{tmp}'], 'give a file name ending in .npz'),
                                         (['S', '--save-stats', '{tmp}/out'], 'give a file name ending in .npz'),
@@ -503,3 +503,185 @@ def test_save_grid_puts_class_c_in_row_c_for_float_and_uint8_images(tmp_path):
     assert np.array_equal(u, f) and u.shape == (3 * 6 + 2, 4 * 6 + 2, 3)                  # 4 a row, 2 px padding
     cell = lambda r, c: int(u[2 + 6 * r + 1, 2 + 6 * c + 1, 0])
     assert [[cell(r, c) for c in range(4)] for r in range(3)] == [[20 * (r + 3 * c) for c in range(4)] for r in range(3)]
+
+
+# ---------------------------------------------------------------------------------------------------- issue 18
+
+def no_network(*args, **kwargs):  # statistics are judged before any network loads
+    raise AssertionError('the Inception network was loaded before the input was checked')
+
+
+@pytest.mark.parametrize('name, mu, sigma, says', [
+    ('nan_sigma', np.zeros(3), np.diag([1.0, np.nan, 1.0]), 'sigma has 1 non-finite values'),
+    ('inf_mu', np.array([0.0, np.inf, 0.0]), np.eye(3), 'mu has 1 non-finite values'),
+    ('minus_identity', np.zeros(3), -np.eye(3), 'sigma is not positive semi-definite'),
+    ('indefinite', np.zeros(3), np.diag([1.0, 1.0, -1e-3]), 'sigma is not positive semi-definite'),
+    ('asymmetric', np.zeros(3), np.eye(3) + np.triu(np.ones((3, 3)), 1), 'sigma is not symmetric'),
+    ('strings', np.array(['a', 'b', 'c']), np.eye(3), 'mu must hold real numbers, got dtype <U1'),
+    ('bools', np.zeros(3), np.eye(3, dtype=bool), 'sigma must hold real numbers, got dtype bool')])
+@pytest.mark.parametrize('first', [True, False])
+def test_invalid_statistics_are_one_line_before_the_network(tmp_path, capsys, monkeypatch, name, mu, sigma, says, first):
+    # a NaN in the first file's sigma hung for 15 minutes (Cholesky fails on NaN, LAPACK's eigh then never returns)
+    np.savez(tmp_path / 'bad.npz', mu=mu, sigma=sigma)
+    write_pngs(tmp_path / 'folder', seed=0)
+    monkeypatch.setattr(fid, 'load_inception', no_network)
+    paths = [str(tmp_path / 'bad.npz'), str(tmp_path / 'folder')]
+    with pytest.raises(SystemExit) as exit_:
+        fid.main(paths if first else paths[::-1])
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and str(tmp_path / 'bad.npz') in line and says in line, line
+
+
+def test_valid_statistics_pass_the_check_including_singular_ones():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(5, 8))                                 # 5 samples in 8 dimensions: singular, PSD by rounding
+    mu, sigma = fid.check_stats(*fid.feature_stats(x), 'x')
+    assert mu.dtype == sigma.dtype == np.float64 and np.linalg.matrix_rank(sigma) == 4
+    fid.check_stats(np.zeros(3, np.float32), np.zeros((3, 3), np.float32))  # constant features: zero covariance
+
+
+@pytest.mark.parametrize('which', ['mu1', 'sigma1', 'mu2', 'sigma2'])
+def test_frechet_distance_refuses_non_finite_input_instead_of_hanging(which):
+    args = dict(mu1=np.zeros(64), sigma1=np.eye(64), mu2=np.zeros(64), sigma2=np.eye(64))
+    args[which] = args[which].copy()
+    args[which].flat[0] = np.nan
+    with pytest.raises(ValueError, match=f'{which} has non-finite values'):
+        fid.frechet_distance(**args)
+
+
+@pytest.mark.parametrize('which', ['sigma1', 'sigma2'])
+def test_frechet_distance_refuses_a_covariance_that_is_not_psd(which):
+    # -I on either side: the eigh route clamped sigma1's eigenvalues to 0 and returned a plausible FID (6.0 here)
+    args = dict(mu1=np.zeros(3), sigma1=np.eye(3), mu2=np.zeros(3), sigma2=np.eye(3))
+    args[which] = -np.eye(3)
+    with pytest.raises(ValueError, match=f'{which} is not positive semi-definite'):
+        fid.frechet_distance(**args)
+
+
+def test_sixteen_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
+    # Pillow opens 16-bit grayscale as mode I;16, and convert('RGB') clipped every value above 255 to white
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16).repeat(4, 0)
+    Image.fromarray(values).save(tmp_path / 'g16.png')
+    assert Image.open(tmp_path / 'g16.png').mode.startswith('I')
+    pixels = np.asarray(fid.read_image(tmp_path / 'g16.png'))
+    assert pixels.shape == (4, 4, 3) and pixels[0, :, 0].tolist() == [0, 1, 128, 255]
+    assert np.array_equal(pixels[..., 0], pixels[..., 2])
+
+
+def test_float_image_is_refused_in_one_line(tmp_path):
+    Image.fromarray(np.full((4, 4), 0.5, dtype=np.float32)).save(tmp_path / 'f.tiff')
+    os.rename(tmp_path / 'f.tiff', tmp_path / 'f.png')         # a float TIFF named .png: PIL opens it as mode F
+    with pytest.raises(ValueError, match='f.png: cannot read image'):
+        fid.read_image(tmp_path / 'f.png')
+
+
+def test_image_files_enter_no_linked_folder_but_keep_linked_files(tmp_path):
+    write_pngs(tmp_path / 'a', seed=0, count=2)
+    write_pngs(tmp_path / 'elsewhere', seed=1, count=3)
+    os.symlink('..', tmp_path / 'a' / 'loop')                   # a loop: the root again, and every class below it
+    os.symlink(tmp_path / 'elsewhere', tmp_path / 'a' / 'outside')
+    os.symlink(tmp_path / 'elsewhere' / '0.png', tmp_path / 'a' / 'linked.png')
+    files = fid.image_files(tmp_path / 'a')
+    assert [os.path.basename(f) for f in files] == ['0.png', '1.png', 'linked.png']
+    assert len(fid.ImageFolder(tmp_path / 'a')) == 3
+
+
+class FakeCIFAR10(torch.utils.data.Dataset):  # torchvision.datasets.CIFAR10's interface, 12 random PIL images
+    classes = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
+
+    def __init__(self, root, train=True, transform=None, download=False):
+        rng = np.random.default_rng(0 if train else 1)
+        self.images, self.targets = rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), list(range(10)) + [0, 1]
+        self.transform, self.root = transform, root
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        image = Image.fromarray(self.images[i])
+        return (self.transform(image) if self.transform else image), self.targets[i]
+
+
+def tiny_net(images):  # a stand-in for FIDInceptionV3: its resize to 299, then pooled pixels as features
+    images = torch.nn.functional.interpolate(images, size=(299, 299), mode='bilinear', align_corners=False)
+    return torch.nn.functional.adaptive_avg_pool2d(images, 2).flatten(1)
+
+
+def test_dataset_cifar10_save_stats_equals_the_stats_of_its_pngs(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(fid.torchvision.datasets, 'CIFAR10', FakeCIFAR10)
+    monkeypatch.setattr(fid, 'load_inception', lambda *args, **kwargs: tiny_net)
+    fid.main(['--dataset', 'cifar10', '--data-dir', str(tmp_path / 'data'), '--save-stats', str(tmp_path / 'c.npz')])
+    for i, (image, label) in enumerate(FakeCIFAR10('.')):       # what the README's export command writes
+        os.makedirs(tmp_path / 'png' / str(label), exist_ok=True)
+        image.save(tmp_path / 'png' / str(label) / f'{i:05d}.png')
+    stats = fid.read_stats(str(tmp_path / 'c.npz'))
+    expected = fid.path_stats(str(tmp_path / 'png'), lambda: tiny_net)
+    assert np.allclose(stats[0], expected[0], atol=1e-6) and np.allclose(stats[1], expected[1], atol=1e-6)
+    fid.main([str(tmp_path / 'png'), '--dataset', 'cifar10', '--data-dir', str(tmp_path / 'data')])
+    assert float(capsys.readouterr().out.strip().splitlines()[-1].removeprefix('FID: ')) < 1e-6
+
+
+def test_dataset_cifar10_that_cannot_be_had_is_one_line(tmp_path, capsys, monkeypatch):
+    def offline_cifar(*args, **kwargs):
+        raise RuntimeError('Dataset not found or corrupted. You can use download=True to download it')
+    monkeypatch.setattr(fid.torchvision.datasets, 'CIFAR10', offline_cifar)
+    monkeypatch.setattr(fid, 'load_inception', no_network)
+    with pytest.raises(SystemExit) as exit_:
+        fid.main(['--dataset', 'cifar10', '--data-dir', str(tmp_path), '--save-stats', str(tmp_path / 'c.npz')])
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2 and f'CIFAR-10 not found in {tmp_path}' in line and os.listdir(tmp_path) == []
+
+
+def test_readme_cifar10_export_command_writes_class_folders(tmp_path, monkeypatch):
+    # the README's one-liner, run as written (its torchvision CIFAR10 replaced: no download in tests)
+    with open(os.path.join(HERE, 'README.md')) as f:
+        [command] = [line for line in f if line.startswith('python -c "import os, torchvision')]
+    code = command.split('"')[1]
+    monkeypatch.setattr(torchvision_datasets(), 'CIFAR10', FakeCIFAR10)
+    monkeypatch.chdir(tmp_path)
+    exec(code, {})
+    [folder] = [d for d in os.listdir(tmp_path) if d != 'data']
+    assert sorted(os.listdir(tmp_path / folder)) == sorted(FakeCIFAR10.classes)
+    assert len(fid.ImageFolder(tmp_path / folder)) == 12
+    assert sorted(os.listdir(tmp_path / folder / 'airplane')) == ['00000.png', '00010.png']
+
+
+def torchvision_datasets():
+    import torchvision.datasets
+    return torchvision.datasets
+
+
+def test_a_bad_reference_is_reported_before_the_other_path_is_computed(tmp_path, capsys, monkeypatch):
+    # fid.py samples/ ref.npz: ref.npz is checked before samples/ loads the network (it was found after the weights)
+    write_pngs(tmp_path / 'samples', seed=0)
+    monkeypatch.setattr(fid, 'load_inception', no_network)
+    with pytest.raises(SystemExit):
+        fid.main([str(tmp_path / 'samples'), str(tmp_path / 'missing.npz')])
+    assert 'missing.npz: no such image folder or .npz file' in capsys.readouterr().err
+
+
+def test_progress_rate_follows_the_recent_speed(monkeypatch):
+    # 10 items/s for 60 s, then 1 item/s: the ETA must follow the slowdown, an average since the start would not
+    clock, lines = [0.0], []
+    monkeypatch.setattr(fid.time, 'time', lambda: clock[0])
+    bar = fid.Progress('work', 10_000, 'items', lines.append, every=5.0)
+    done = 0
+    for second in range(1, 121):
+        clock[0], done = float(second), done + (10 if second <= 60 else 1)
+        bar(done)
+    assert len(lines) == 24                                     # one line every 5 s, no more
+    rate = float(lines[-1].split(' | ')[1].split()[0])
+    assert 0.9 < rate < 1.2, lines[-1]                          # the recent 1 item/s (the mean since start: 5.5)
+    eta = float(lines[-1].split('ETA ')[1].removesuffix(' min'))
+    assert eta == pytest.approx((10_000 - done) / rate / 60, rel=0.01), lines[-1]   # rate is printed to 3 digits
+    clock[0] += 1
+    bar(10_000)
+    assert lines[-1].startswith('work 10000/10000 | ') and 'done in 121s' in lines[-1]
+
+
+def test_progress_of_a_fast_phase_is_silent_with_end_false(monkeypatch):
+    lines = []
+    bar = fid.Progress('fast', 3, log=lines.append, every=5.0, end=False)
+    for i in range(1, 4):
+        bar(i)
+    assert lines == [] and fid.line('x', 0, 5, 0.0).endswith('| ETA ?')     # no rate yet: no number

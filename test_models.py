@@ -440,3 +440,21 @@ def test_group_norm_keeps_the_input_dtype_under_autocast_and_nn_groupnorm_otherw
     exact = torch.nn.functional.group_norm(x.bfloat16().double(), 16, ours.weight.double(), ours.bias.double())
     # fp32 statistics: the error is bf16 rounding of the output (2^-9 relative), not of the mean and variance
     assert relative_change(out.double(), exact) < 4e-3                  # measured 2.4e-3 (bf16 weights too)
+
+
+def test_ema_key_raw_takes_the_official_raw_network(tmp_path):
+    # official generate_samples.py without --ema_decay: checkpoint['net_model'] (teacher) or ['gen'] (one step)
+    v = {key: unet(SMALL32, seed=i) for i, key in enumerate(['raw', '0.999'])}
+    path = str(tmp_path / 'teacher.pt')
+    torch.save({'net_model': v['raw'].state_dict(), 'ema_models': {'0.999': v['0.999'].state_dict()}}, path)
+    t, x, _ = batch(SMALL32)
+    teacher, info = load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)
+    assert info['key'] == 'net_model'
+    with torch.no_grad():
+        assert torch.equal(teacher(t, x), -v['raw'](1 - t, x))
+    torch.save({'gen': v['raw'].state_dict(), 'ema_gens': {'0.999': v['0.999'].state_dict()}}, path)
+    assert load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)[1]['key'] == 'gen'
+    assert load_teacher(path, **SMALL_OVERRIDES)[1]['key'] == 'ema_gens/0.999'    # the default stays the largest EMA
+    torch.save({'ema_gens': {'0.999': v['0.999'].state_dict()}}, path)
+    with pytest.raises(ValueError, match="no raw network .* for ema_key 'raw'"):
+        load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)

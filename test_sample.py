@@ -388,3 +388,51 @@ def test_bad_input_in_a_real_process_is_one_stderr_line(tmp_path):
                             cwd=HERE, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and result.stdout == ''
     assert result.stderr.splitlines() == [f'sample.py: error: checkpoint {tmp_path / "missing.pt"} not found']
+
+
+# ---------------------------------------------------------------------------------------------------- issue 18
+
+@pytest.mark.parametrize('device, says', [('meta', '--device meta: runs on cpu, cuda or mps'),
+                                          ('mps', '--device mps: PyTorch sees no MPS device here')])
+def test_a_device_this_machine_cannot_sample_on_is_one_line(device, says, toy_run, tmp_path, capsys):
+    if device == 'mps' and torch.backends.mps.is_available():
+        pytest.skip('this machine has MPS')
+    assert run(toy_run / 'ckpt.pt', '--n', 4, '--device', device, '--out', tmp_path / 's') == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == f'sample.py: error: {says}' and not os.path.exists(tmp_path / 's')
+
+
+def test_an_out_it_may_not_write_is_one_line_and_leaves_nothing(toy_run, tmp_path, capsys, monkeypatch):
+    # as root, chmod does not stop a write: a folder it may not write into is os.access's answer, and a write that
+    # fails anyway (PermissionError) is caught the same way
+    (tmp_path / 'locked').mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, 'access', lambda path, mode: False if 'locked' in str(path) else real_access(path, mode))
+    assert run(toy_run / 'ckpt.pt', '--n', 4, '--out', tmp_path / 'locked' / 's') == 2
+    assert 'locked is not writable' in capsys.readouterr().err and os.listdir(tmp_path / 'locked') == []
+    monkeypatch.setattr(os, 'access', real_access)
+    real_open = open
+
+    def denied(path, *args, **kwargs):
+        if str(path).endswith(sample.MARKER):
+            raise PermissionError(13, 'Permission denied', str(path))
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr('builtins.open', denied)
+    assert run(toy_run / 'ckpt.pt', '--n', 4, '--out', tmp_path / 'denied' / 'a' / 's') == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line == f'sample.py: error: --out {tmp_path / "denied" / "a" / "s"}: cannot write there (Permission denied)'
+    assert not os.path.exists(tmp_path / 'denied')               # the folders it had created are gone again
+
+
+def test_ema_raw_takes_the_official_raw_gen_network(tiny_cifar_config, tmp_path):
+    # official generate_samples.py --mode one_step without --ema_decay: model.load_state_dict(checkpoint['gen'])
+    nets = {key: official_unet(seed) for seed, key in enumerate(['gen', '0.999'])}
+    torch.save(dict(gen=nets['gen'].state_dict(), ema_gens={'0.999': nets['0.999'].state_dict()},
+                    u=nets['0.999'].state_dict(), step=7), tmp_path / 'official.pt')
+    assert run(tmp_path / 'official.pt', '--n', 6, '--npz', '--ema', 'raw', '--out', tmp_path / 'raw') == 0
+    z, y = noise((6, 3, 8, 8)), torch.arange(6) % 3
+    with torch.no_grad():
+        expected = uint8(z + nets['gen'](torch.zeros(6), z, y))
+    assert np.array_equal(npz(tmp_path / 'raw' / 'samples.npz')['arr_0'], expected)
+    torch.save(dict(ema_gens={'0.999': nets['0.999'].state_dict()}), tmp_path / 'ema_only.pt')
+    assert run(tmp_path / 'ema_only.pt', '--n', 6, '--npz', '--ema', 'raw', '--out', tmp_path / 'none') == 2

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -619,7 +620,7 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
                                   '--teacher-keep shapes a teacher trained here; {tmp}/cond.pt would be distilled'),
     'normalized_with_gamma': (['--loss', 'normalized', '--gamma', '0.5'], '--loss normalized takes no --gamma'),
     'bad_device': (['--device', 'gpu0'], '--device gpu0 is not a torch device'),
-    'device_not_for_training': (['--device', 'meta'], '--device meta: train.py runs on cpu, cuda or mps'),
+    'device_not_for_training': (['--device', 'meta'], '--device meta: runs on cpu, cuda or mps'),
     'cuda_index_out_of_range': (['--device', f'cuda:{torch.cuda.device_count()}'], 'CUDA device(s) here'),
     'out_is_a_file': (['--out', '{tmp}/garbage.pt'], '--out {tmp}/garbage.pt: cannot create that folder (File exists)'),
     'out_under_a_file': (['--out', '{tmp}/garbage.pt/run'], 'cannot create that folder (Not a directory)'),
@@ -704,10 +705,13 @@ def test_a_new_run_over_an_earlier_one_is_refused(name, tmp_path, capsys):
 
 def test_checkpoint_of_another_run_under_resume_is_refused(toy_teacher, tmp_path, capsys):
     # a ckpt.pt written with --hidden 64 teacher, resumed with an unconditional 16-wide teacher: the mismatch named
-    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 1, '--out', tmp_path) == 0
+    # (the same --teacher path, its file replaced: a different --teacher is refused as a changed flag)
+    teacher = tmp_path.parent / f'{tmp_path.name}_teacher.pt'
+    teacher.write_bytes(open(toy_teacher, 'rb').read())
+    assert main(*TOY_QUICK, '--teacher', teacher, '--steps', 1, '--out', tmp_path) == 0
     before = snapshot(tmp_path)
-    other = save_tiny_teacher(tmp_path.parent / 'tiny_cond.pt', 8)
-    code = main(*TOY_QUICK, '--teacher', other, '--steps', 2, '--out', tmp_path, '--resume')
+    save_tiny_teacher(teacher, 8)
+    code = main(*TOY_QUICK, '--teacher', teacher, '--steps', 2, '--out', tmp_path, '--resume')
     assert_one_line_error(code, capsys.readouterr().err, 2, f'checkpoint {tmp_path / "ckpt.pt"} does not fit this run')
     assert snapshot(tmp_path) == before
 
@@ -729,7 +733,7 @@ def test_finetune_checkpoint_that_does_not_fit_is_refused_before_the_teacher_tra
                 '--out', tmp_path / 'second')
     assert_one_line_error(code, capsys.readouterr().err, 2, f'--finetune checkpoint {tmp_path / "first" / "ckpt.pt"} '
                           + says)
-    assert os.listdir(tmp_path / 'second') == []                # no teacher was trained first
+    assert not os.path.exists(tmp_path / 'second')              # no teacher was trained first (nor --out left)
 
 
 def test_teacher_checkpoint_past_teacher_steps_is_refused(tmp_path, monkeypatch, capsys):
@@ -1134,3 +1138,122 @@ def test_the_loops_read_their_losses_only_to_log_or_checkpoint(tmp_path, monkeyp
     assert main(*TOY_QUICK, '--teacher-steps', 6, '--hidden', 16, '--steps', 6, '--eval-every', 3, '--log-every', 1e6,
                 '--out', tmp_path) == 0
     assert reads == [[1, 2, 3], [4, 5, 6]] * 2
+
+
+# ---------------------------------------------------------------------------------------------------- issue 18
+
+def test_resume_names_every_flag_that_would_change_the_run(toy_teacher, tmp_path, capsys):
+    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 1, '--out', tmp_path) == 0
+    before = snapshot(tmp_path)
+    code = main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 2, '--out', tmp_path, '--resume', '--alpha', 0.9,
+                '--seed', 3, '--batch-size', 32)
+    assert_one_line_error(code, capsys.readouterr().err, 2, f'--resume with other flags than {tmp_path} was run with: '
+                          '--alpha 0.9 (was 0.98), --batch-size 32 (was 64), --seed 3 (was 0)')
+    assert snapshot(tmp_path) == before
+    # what may change: how long, how often it reports, where files are
+    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 2, '--out', tmp_path, '--resume', '--eval-every', 1,
+                '--log-every', 1, '--workers', 1, '--device', 'cpu') == 0
+    assert [r['step'] for r in records(tmp_path) if r['phase'] == 'distill'] == [0, 1, 2]
+    shutil.copytree(tmp_path, tmp_path.parent / f'{tmp_path.name}_moved')          # a run folder moved elsewhere
+    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 3, '--out', f'{tmp_path}_moved', '--resume') == 0
+
+
+def test_resume_of_the_teacher_phase_compares_its_flags_too(tmp_path, monkeypatch, capsys):
+    base = ['--dataset', 'toy', '--hidden', 16, '--teacher-batch-size', 32, '--eval-every', 10, '--out', tmp_path,
+            '--teacher-steps', 40]
+    kill_teacher_phase(monkeypatch, base, at=15)                                 # teacher_ckpt.pt at step 10
+    assert torch.load(tmp_path / 'teacher_ckpt.pt', weights_only=False)['args']['teacher_lr'] == 2e-3
+    code = main(*base, '--teacher-lr', 1e-3, '--resume')
+    assert_one_line_error(code, capsys.readouterr().err, 2, '--teacher-lr 0.001 (was 0.002)')
+
+
+def test_teacher_steps_zero_without_a_teacher_is_refused(tmp_path, capsys):
+    code = main(*TOY_QUICK, '--teacher-steps', 0, '--steps', 1, '--out', tmp_path / 'out')
+    assert_one_line_error(code, capsys.readouterr().err, 2, '--teacher-steps 0 would distil an untrained, random teacher')
+    assert not os.path.exists(tmp_path / 'out')
+
+
+@pytest.mark.parametrize('inside', ['', 'runs/x'])
+def test_out_in_the_image_folder_is_refused(inside, image_folder, capsys):
+    before = snapshot(image_folder)
+    out = os.path.join(image_folder, inside) if inside else str(image_folder)
+    code = main('--dataset', 'folder', '--data-dir', image_folder, *IMAGE_QUICK, '--steps', 1, '--out', out)
+    assert_one_line_error(code, capsys.readouterr().err, 2, 'is inside the image folder --data-dir')
+    assert snapshot(image_folder) == before and not os.path.exists(os.path.join(image_folder, 'runs'))
+
+
+def test_linked_folders_in_an_image_folder_do_not_multiply_images(tmp_path):
+    write_images(tmp_path / 'data', classes=2, per_class=6)
+    os.symlink('..', tmp_path / 'data' / 'class0' / 'loop')         # 12 images became hundreds, class1's as class0
+    write_images(tmp_path / 'elsewhere', classes=1, per_class=4)
+    os.symlink(tmp_path / 'elsewhere' / 'class0', tmp_path / 'data' / 'class1' / 'outside')
+    os.symlink(tmp_path / 'elsewhere' / 'class0' / '00.png', tmp_path / 'data' / 'class1' / 'linked.png')  # counts
+    args = train.get_args(['--dataset', 'folder', '--data-dir', str(tmp_path / 'data'), '--cond', *map(str, UNET),
+                           '--out', str(tmp_path / 'out')])
+    data, _, classes = train.make_dataset(args)
+    assert classes == 2 and len(data) == 13
+    assert sorted(data.targets) == [0] * 6 + [1] * 7
+
+
+def test_a_refused_run_leaves_no_empty_out_but_keeps_an_existing_one(tmp_path, capsys):
+    write_images(tmp_path / 'flat', classes=1)
+    for out in (tmp_path / 'new', tmp_path / 'existing'):
+        code = main('--dataset', 'folder', '--data-dir', tmp_path / 'missing', *IMAGE_QUICK, '--out', out)
+        assert_one_line_error(code, capsys.readouterr().err, 2, 'does not exist')
+        (tmp_path / 'existing').mkdir(exist_ok=True)
+    assert not os.path.exists(tmp_path / 'new') and os.listdir(tmp_path / 'existing') == []
+
+
+def test_an_evaluation_lost_after_its_checkpoint_is_redone_on_resume(toy_teacher, tmp_path):
+    # the kill lands after ckpt.pt (step 2) and before its metrics.jsonl line: --resume redoes that evaluation
+    argv = [*TOY_QUICK, '--teacher', toy_teacher, '--eval-every', 1, '--out', tmp_path]
+    assert main(*argv, '--steps', 2) == 0
+    lines = (tmp_path / 'metrics.jsonl').read_text().splitlines(keepends=True)
+    lost = json.loads(lines[-1])
+    (tmp_path / 'metrics.jsonl').write_text(''.join(lines[:-1]))
+    assert main(*argv, '--steps', 2, '--resume') == 0                       # the run is done: only the record redone
+    redone = record(tmp_path, 'distill', 2)
+    assert redone['metrics'] == lost['metrics'] and redone['losses'] == {} and redone['it_per_s'] is None
+    (tmp_path / 'metrics.jsonl').write_text(''.join(lines[:-1]))
+    assert main(*argv, '--steps', 3, '--resume') == 0
+    assert [(r['phase'], r['step']) for r in records(tmp_path)] == [('teacher', 0), *[('distill', s) for s in range(4)]]
+
+
+def test_resume_before_the_first_checkpoint_records_nothing_twice(toy_teacher, tmp_path, monkeypatch):
+    argv = [*TOY_QUICK, '--teacher', toy_teacher, '--eval-every', 1, '--steps', 1, '--out', tmp_path]
+    real = train.fake_update
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(train, 'fake_update', killed)
+    with pytest.raises(KeyboardInterrupt):
+        main(*argv)
+    assert not os.path.exists(tmp_path / 'ckpt.pt') and len(records(tmp_path)) == 2   # teacher, step 0
+    monkeypatch.setattr(train, 'fake_update', real)
+    assert main(*argv, '--resume') == 0
+    assert [(r['phase'], r['step']) for r in records(tmp_path)] == [('teacher', 0), ('distill', 0), ('distill', 1)]
+
+
+def test_help_shows_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        train.get_args(['--help'])
+    text = ' '.join(capsys.readouterr().out.split())            # argparse wraps lines
+    assert '(default: None)' not in text
+    for flag in text.split(' --')[1:]:
+        assert flag.count('(default') <= 1, flag
+    assert '(default: torch hub cache)' in text and '(default: per --dataset, PRESETS)' in text
+
+
+def test_evaluation_samples_show_progress(toy_teacher, tmp_path, monkeypatch, capsys):
+    lines = []
+    real = train.fid.Progress
+    monkeypatch.setattr(train.fid, 'Progress', lambda what, total, unit, log, every, **k: real(
+        what, total, unit, log and lines.append, 0.0, **k))     # every call a line; a silenced one stays silent
+    assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 0, '--eval-samples', 1200, '--out', tmp_path) == 0
+    teacher = [line.split(' | ')[0] for line in lines if line.startswith('teacher sampler')]   # counted per network call
+    assert teacher == [f'teacher sampler, 2 NFE {k}/2400' for k in (500, 1000, 1500, 2000, 2200, 2400)]
+    generator = [line for line in lines if line.startswith('samples of ')]
+    assert [line.split(' | ')[0] for line in generator] == ['samples of generator 500/1200',
+                                                            'samples of generator 1000/1200',
+                                                            'samples of generator 1200/1200']
+    assert 'samples/s | ETA ' in generator[0] and 'done in' in generator[-1]

@@ -38,6 +38,8 @@ PRESETS = {
 }
 PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000, teacher_batch_size=64)
 PRESETS['folder'] = PRESETS['cifar10']
+RESUMABLE = {'steps', 'teacher_steps', 'eval_every', 'log_every', 'workers',   # what --resume may change (README):
+             'device', 'compile', 'fid_weights', 'data_dir', 'out', 'resume'}  # how long, how often, where files are
 
 
 def die(msg, code=2):
@@ -64,8 +66,14 @@ WIDTH = checked(int, lambda v: v >= 8 and v % 4 == 0, 'a multiple of 4, >= 8')
 RESOLUTIONS = checked(str, lambda v: all(r.isdigit() and int(r) > 0 for r in v.split(',')) or not v, 'like 16 or 16,8')
 
 
+class Help(argparse.ArgumentDefaultsHelpFormatter):            # one default a flag: the help's own, or the preset's
+    def _get_help_string(self, a):
+        preset = ' (default: per --dataset, PRESETS)' * any(a.dest in p for p in PRESETS.values())
+        return (a.help or '') + preset if a.default is None or 'default' in (a.help or '') else super()._get_help_string(a)
+
+
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=Help)
     p.error = die                                               # one line on stderr, exit 2, no usage dump
     a = p.add_argument_group('method').add_argument
     a('--alpha', type=float, default=1.0, help='RealUM weight of generated data (Def. 2); 1 with beta=1 is UID')
@@ -139,16 +147,8 @@ def get_args(argv=None):
         losses.check_coefficients(args.alpha, args.beta, args.gamma)
     except ValueError as e:
         p.error(str(e))
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        p.error(f'--device {args.device} is not a torch device (e.g. cpu, cuda, cuda:1)')
-    if device.type not in ('cpu', 'cuda', 'mps'):
-        p.error(f'--device {args.device}: train.py runs on cpu, cuda or mps')
-    if device.type == 'cuda' and (device.index or 0) >= torch.cuda.device_count():
-        p.error(f'--device {args.device}: PyTorch sees {torch.cuda.device_count()} CUDA device(s) here')
-    if device.type == 'mps' and not torch.backends.mps.is_available():
-        p.error('--device mps: PyTorch sees no MPS device here')
+    if fid.device_error(args.device):
+        p.error(f'--device {fid.device_error(args.device)}')
     if args.loss == 'normalized' and (args.gamma is not None or args.param != 'standard' or args.sid_alpha != 0.5):
         p.error('--loss normalized takes no --gamma, --param or --sid-alpha (they belong to Def. 3 / eq. 34)')
     for flag in ('teacher', 'finetune'):
@@ -166,6 +166,17 @@ def get_args(argv=None):
     if earlier and not args.resume:                             # a new run there would overwrite them
         p.error(f'--out {args.out} holds an earlier run ({", ".join(earlier)}): --resume continues it, '
                 f'or choose another --out')
+    if args.teacher_steps == 0 and not args.teacher and not os.path.isfile(os.path.join(args.out, 'teacher.pt')):
+        p.error('--teacher-steps 0 would distil an untrained, random teacher: give --teacher CKPT or some steps')
+    if args.dataset in ('folder', 'celeba') and os.path.commonpath([os.path.realpath(d) for d in (args.out, args.data_dir)]) \
+            == os.path.realpath(args.data_dir):
+        p.error(f'--out {args.out} is inside the image folder --data-dir {args.data_dir}: its files would be read as images')
+    recorded = next((load_checkpoint(path, 'checkpoint').get('args') for path in (os.path.join(args.out, 'ckpt.pt'),
+                     os.path.join(args.out, 'teacher_ckpt.pt')) if args.resume and os.path.isfile(path)), None) or {}
+    changed = sorted(k for k in recorded.keys() & vars(args).keys() - RESUMABLE if recorded[k] != getattr(args, k))
+    if changed:                                                 # the run would silently become another one
+        p.error(f'--resume with other flags than {args.out} was run with: ' + ', '.join(
+            f'--{k.replace("_", "-")} {getattr(args, k)} (was {recorded[k]})' for k in changed))
     return args
 
 
@@ -184,12 +195,6 @@ def last_line(error):
     return str(error).strip().splitlines()[-1].removeprefix('ValueError: ')
 
 
-class FlatFolder(torchvision.datasets.ImageFolder):
-    """A folder of images without class subfolders (the official CelebA layout): one class, label 0."""
-    def find_classes(self, directory):
-        return [''], {'': 0}
-
-
 def make_dataset(args):
     """-> (map-style dataset of (x, y), x shape, num_classes). Images in [-1, 1]; flips happen in Batches."""
     if args.dataset == 'toy':
@@ -197,23 +202,13 @@ def make_dataset(args):
         return torch.utils.data.TensorDataset(x, y), (2,), 8
     size, tf = args.image_size, torchvision.transforms
     transform = tf.Compose([tf.Resize(size), tf.CenterCrop(size), tf.ToTensor(), tf.Normalize([0.5] * 3, [0.5] * 3)])
-    if args.dataset == 'cifar10':
-        for download in (False, True):
-            try:
-                return torchvision.datasets.CIFAR10(args.data_dir, True, transform, download=download), (3, size, size), 10
-            except Exception:
-                pass
-        die(f'CIFAR-10 not found in {args.data_dir} and it cannot be downloaded: put the extracted cifar-10-batches-py/ '
-            f'folder (from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) there, or pass --data-dir')
-    if not os.path.isdir(args.data_dir):
-        die(f'image folder {args.data_dir} does not exist')
-    classes = args.dataset == 'folder' and any(d.is_dir() for d in os.scandir(args.data_dir))
-    if args.cond and not classes:
+    classes = args.dataset == 'folder' and os.path.isdir(args.data_dir) and any(d.is_dir() for d in os.scandir(args.data_dir))
+    if args.cond and not classes and args.dataset != 'cifar10' and os.path.isdir(args.data_dir):
         die(f'--cond needs class subfolders in {args.data_dir}')
-    try:
-        data = (torchvision.datasets.ImageFolder if classes else FlatFolder)(args.data_dir, transform, loader=fid.read_image)
-    except (FileNotFoundError, RuntimeError):
-        die(f'no images ({", ".join(sorted(fid.IMAGE_EXTENSIONS))}) found in {"the class folders of " * classes}{args.data_dir}')
+    try:                                                        # fid.image_folder enters no linked folder: no loop
+        data = fid.cifar10(args.data_dir, transform) if args.dataset == 'cifar10' else fid.image_folder(args.data_dir, transform, classes)
+    except ValueError as e:
+        die(str(e))
     return data, (3, size, size), len(data.classes)
 
 
@@ -347,7 +342,7 @@ def load_state(path, stateful, data, rank):
     except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:
         die(f'checkpoint {path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0]})')
     torch.set_rng_state(mine['rng'])
-    if mine['cuda'] is not None:
+    if mine['cuda'] is not None and torch.cuda.is_available():   # (a run moved to a CPU: --device may change)
         torch.cuda.set_rng_state_all(mine['cuda'])
     return ckpt['step']
 
@@ -399,8 +394,7 @@ def stop_if_not_finite(pending, ckpt_path):
 
 
 def progress(log, phase, step, total, rate, **values):
-    vals = ' '.join(f'{k} {v:.4g}' for k, v in values.items())
-    log(f'{phase} {step}/{total} | {vals} | {rate:.2f} it/s | ETA {(total - step) / max(rate, 1e-9) / 60:.1f} min')
+    log(fid.line(phase, step, total, rate, **values))
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
@@ -419,13 +413,13 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
         if len(idx) < n and not toy:
             log(f'fd_pix8 compares {n} samples with all {len(idx)} images of the dataset (fewer than --eval-samples)')
         ref = toy_data(n, seed=4321, balanced=args.cond)[0] if toy else torch.stack([dataset[i][0] for i in idx])
-        if args.fid_samples and not toy:
-            inception = fid.load_inception(args.fid_weights, device)
+        if args.fid_samples and not toy:                        # a cached reference is checked before Inception loads
             # CIFAR-10's root can hold the cache for every run; an image folder cannot (a class folder to the loader)
             cache = (os.path.join(args.data_dir, 'fid_stats') if args.dataset == 'cifar10' and
                      os.access(args.data_dir, os.W_OK) else args.out)
             loader = torch.utils.data.DataLoader(dataset, batch_size=250, num_workers=args.workers)
-            fid_ref = fid.dataset_stats(args.dataset, loader, cache, args.image_size, net=inception, device=device)
+            fid_ref = fid.dataset_stats(args.dataset, loader, cache, args.image_size, device=device, weights=args.fid_weights, log=log)
+            inception = fid.load_inception(args.fid_weights, device)
     except fid.InceptionWeightsNotFound as e:
         log(f'FID disabled: {e}')
     except ValueError as e:
@@ -434,11 +428,12 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
 
     @torch.no_grad()
     @torch.compiler.set_stance('force_eager')                  # --compile: no graphs for evaluation's batch shapes
-    def evaluate(name, sample_fn):
-        g = torch.Generator(device).manual_seed(1)
+    def evaluate(name, sample_fn, quiet=False):                 # quiet: the caller shows the progress
+        g, bar = torch.Generator(device).manual_seed(1), fid.Progress(f'samples of {name}', n, 'samples',
+                                                                      None if quiet else log, args.log_every, end=False)
         labels = torch.arange(n, device=device) % classes if classes else None
-        x = torch.cat([sample_fn(interp.prior((min(500, n - i), *shape), device, g), labels[i:i + 500] if classes else None)
-                       for i in range(0, n, 500)]).float().cpu()
+        x = torch.cat([(sample_fn(interp.prior((min(500, n - i), *shape), device, g), labels[i:i + 500] if classes else None),
+                        bar(min(n, i + 500)))[0] for i in range(0, n, 500)]).float().cpu()
         labels, path = labels.cpu() if classes else None, os.path.join(args.out, f'samples_{name}.png')
         if toy:
             fid.save_scatter(x, labels, path)
@@ -447,11 +442,10 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
         fid.save_grid(x, classes, path)                         # one row per class with --cond
         metrics = dict(fd_pix8=fid.frechet_distance(*fid.pixel_stats(x), *ref_stats))
         if fid_ref is not None:
-            t0, g = time.time(), torch.Generator(device).manual_seed(2)
+            g = torch.Generator(device).manual_seed(2)          # (its progress lines say how long it took)
             mu, sigma = fid.generator_stats(lambda m, y: sample_fn(interp.prior((m, *shape), device, g), y),
-                                            args.fid_samples, 250, classes, inception, device)
+                                            args.fid_samples, 250, classes, inception, device, log=log)
             metrics['fid'] = fid.frechet_distance(mu, sigma, *fid_ref)
-            log(f'FID of {name} over {args.fid_samples} samples took {time.time() - t0:.0f}s')
         return metrics
     return evaluate
 
@@ -511,7 +505,7 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
                      grad=values['grad'])
             last = time.time()
         if step % args.eval_every == 0 and step < args.teacher_steps:
-            save_state(ckpt_path, step, stateful, data, device, ddp, world, rank, model=config)
+            save_state(ckpt_path, step, stateful, data, device, ddp, world, rank, args=vars(args), model=config)
     path = os.path.join(args.out, 'teacher.pt')
     if rank == 0:
         models.save_teacher(path, ema, config, extra=dict(config=dict(args=vars(args), steps=args.teacher_steps)))
@@ -631,9 +625,6 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
     if args.resume and os.path.isfile(ckpt_path):
         start = load_state(ckpt_path, stateful, data, rank)
         log(f'resumed from {ckpt_path} at step {start}')
-        if start >= args.steps:
-            log(f'nothing to do: the run is at step {start}, --steps is {args.steps}')
-            return
     checkpoint = lambda step: save_state(ckpt_path, step, stateful, data, device, ddp, world, rank, args=vars(args),
                                          model=config)
 
@@ -644,12 +635,19 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
             generator.train()
             record(args, log, step=step, phase='distill', losses=running, metrics=metrics, it_per_s=rate)
 
-    if rank == 0 and args.nfe and not os.path.isfile(os.path.join(args.out, 'samples_teacher.png')):
+    path = os.path.join(args.out, 'metrics.jsonl')              # (phase, step) recorded; a kill after a checkpoint
+    with open(path) if args.resume and os.path.isfile(path) else contextlib.nullcontext([]) as f:   # may have lost one
+        done = {(e['phase'], e['step']) for e in (json.loads(line) for line in f if line.endswith('}\n'))}  # (not a cut one)
+    if rank == 0 and args.nfe and 'teacher' not in {phase for phase, _ in done}:
         t0, g = time.time(), torch.Generator(device).manual_seed(3)   # the SDE sampler's noise (bridge) is seeded
-        metrics = evaluate('teacher', lambda z, y: interp.generate(teacher, z, y, steps=args.nfe, generator=g))
+        bar = fid.Progress(f'teacher sampler, {args.nfe} NFE', args.eval_samples * args.nfe, 'sample-NFE', log, args.log_every)
+        metrics = evaluate('teacher', lambda z, y: interp.generate(lambda t, x, c: bar.add(len(x), teacher(t, x, c)), z, y,
+                                                                   steps=args.nfe, generator=g), quiet=True)
         record(args, log, step=0, phase='teacher', metrics={f'teacher_nfe{args.nfe}': metrics}, seconds=time.time() - t0)
-    if start == 0:
-        evaluation(0, {}, 0.0)                                  # the generator at its initialisation
+    if ('distill', start) not in done:                          # step 0: the generator at its initialisation
+        evaluation(start, {}, 0.0 if start == 0 else None)      # (a redone one: its losses went with the process)
+    if start and start >= args.steps:
+        return log(f'nothing to do: the run is at step {start}, --steps is {args.steps}')
     n, use_real = args.batch_size // world, args.alpha < 1 or (args.gamma or 1) < 1 or args.gan is not None
     pending, sums, count, seconds, peak, last = [], {}, 0, 0.0, 0.0, time.time()
     for step in range(start + 1, args.steps + 1):
@@ -697,39 +695,41 @@ def main(argv=None):
     if device.type == 'cuda':       # fixed shapes: cuDNN times its conv algorithms once (as EDM, SiD); fp32: TF32 matmuls
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision('high')
+    created = not os.path.exists(args.out)
     try:
         os.makedirs(args.out, exist_ok=True)
     except OSError as e:
         die(f'--out {args.out}: cannot create that folder ({e.strerror})')
     if not os.access(args.out, os.W_OK):
         die(f'--out {args.out}: the folder is not writable')
-    log = (lambda msg: print(msg, flush=True)) if rank == 0 else (lambda msg: None)
-    interp = make_interpolant(args.interpolant)
-    dataset, shape, num_classes = make_dataset(args)
-    if args.teacher_keep and len(args.teacher_keep) != num_classes:
-        die(f'--teacher-keep takes one fraction per class: {num_classes} for {args.dataset}, got {len(args.teacher_keep)}')
-    log(f'{args.dataset}: {len(dataset)} items of shape {shape}, {num_classes} classes | alpha={args.alpha} '
-        f'beta={args.beta} | {world} rank(s) on {device} | out {args.out}')
-    loose = [] if args.dataset == 'toy' or not hasattr(dataset, 'class_to_idx') or '' in dataset.class_to_idx else [
-        f for f in os.scandir(args.data_dir) if f.is_file() and os.path.splitext(f.name)[1].lower() in fid.IMAGE_EXTENSIONS]
-    if loose:
-        log(f'{len(loose)} images directly in {args.data_dir} (e.g. {loose[0].name}) are in no class folder: not used')
+    try:                                                        # a refusal below leaves no empty --out it created
+        log = (lambda msg: print(msg, flush=True)) if rank == 0 else (lambda msg: None)
+        interp = make_interpolant(args.interpolant)
+        dataset, shape, num_classes = make_dataset(args)
+        if args.teacher_keep and len(args.teacher_keep) != num_classes:
+            die(f'--teacher-keep takes one fraction per class: {num_classes} for {args.dataset}, got {len(args.teacher_keep)}')
+        log(f'{args.dataset}: {len(dataset)} items of shape {shape}, {num_classes} classes | alpha={args.alpha} '
+            f'beta={args.beta} | {world} rank(s) on {device} | out {args.out}')
+        if getattr(dataset, 'loose', None):
+            log(f'{len(dataset.loose)} images directly in {args.data_dir} (e.g. {dataset.loose[0]}) are in no class folder: not used')
 
-    teacher_path, finetune = args.teacher or os.path.join(args.out, 'teacher.pt'), None
-    if not args.teacher and not os.path.isfile(teacher_path):
-        if args.finetune:                                       # checked before hours of teacher training, not after
-            finetune = finetune_start(args, model_config(args, shape, num_classes))
-        train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
+        teacher_path, finetune = args.teacher or os.path.join(args.out, 'teacher.pt'), None
+        if not args.teacher and not os.path.isfile(teacher_path):
+            if args.finetune:                                       # checked before hours of teacher training, not after
+                finetune = finetune_start(args, model_config(args, shape, num_classes))
+            train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
+            if ddp:
+                dist.barrier()                                      # every rank then loads rank 0's file: one teacher
+        teacher_net, config, kind = load_teacher(args, teacher_path, shape, num_classes, device)
+        log(f'teacher: {teacher_path} ({kind})')
+        if args.finetune and finetune is None:
+            finetune = finetune_start(args, config)
+        distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log, finetune)
         if ddp:
-            dist.barrier()                                      # every rank then loads rank 0's file: one teacher
-    teacher_net, config, kind = load_teacher(args, teacher_path, shape, num_classes, device)
-    log(f'teacher: {teacher_path} ({kind})')
-    if args.finetune and finetune is None:
-        finetune = finetune_start(args, config)
-    distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log, finetune)
-    if ddp:
-        dist.destroy_process_group()
-
+            dist.destroy_process_group()
+    finally:
+        if created and rank == 0 and os.path.isdir(args.out) and not os.listdir(args.out):
+            os.rmdir(args.out)
 
 if __name__ == '__main__':
     main()

@@ -2,7 +2,7 @@
 its OUT/metrics.jsonl and from samples that `python sample.py` draws from its checkpoints.
 
     python experiments/run.py --images /tmp/test                  # full study: about an hour on 2 CPU cores
-    python experiments/run.py --quick --out /tmp/q --runs /tmp/q/runs --images FOLDER   # smoke run, < 1 min
+    python experiments/run.py --quick --images FOLDER            # smoke run, < 1 min, into runs/experiments-quick
 
 Sections 2-4 of experiments/README.md:
 2. missing mode: a toy teacher trained on data where mode 7 is under-weighted (--teacher-keep), distilled with
@@ -30,6 +30,7 @@ import torchvision
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+RESULTS = os.path.join(HERE, 'results')                         # committed: written by the full study only
 sys.path[:0] = [ROOT, HERE]
 import fid                                                      # noqa: E402  (the top-level module)
 import mixture                                                  # noqa: E402
@@ -60,14 +61,23 @@ BUDGETS = {
 
 def get_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--out', default=os.path.join(HERE, 'results'), help='tables (.md) and plots (.png)')
-    p.add_argument('--runs', default=os.path.join(ROOT, 'runs', 'experiments'), help='one folder per run')
+    p.add_argument('--out', default=None, help='tables (.md) and plots (.png) (default: experiments/results, the '
+                   'committed ones; with --quick runs/experiments-quick/results, and never the committed ones)')
+    p.add_argument('--runs', default=None, help='one folder per run (default: runs/experiments; with --quick '
+                   'runs/experiments-quick/runs, so that it never replaces a full run\'s jobs)')
     p.add_argument('--images', default=None, help='folder of class subfolders (e.g. /tmp/test from the CIFAR-10 '
                    'test JPEGs); without it, no image study')
     p.add_argument('--only', nargs='+', choices=['missing', 'convergence', 'images'], default=None)
     p.add_argument('--quick', action='store_true', help='tiny budgets: checks the pipeline, not the method')
     p.add_argument('--workers', type=int, default=2, help='processes at once, one thread each')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    quick = os.path.join(ROOT, 'runs', 'experiments-quick')
+    args.out = args.out or (os.path.join(quick, 'results') if args.quick else RESULTS)
+    args.runs = args.runs or (os.path.join(quick, 'runs') if args.quick else os.path.join(ROOT, 'runs', 'experiments'))
+    if args.quick and os.path.realpath(args.out) == os.path.realpath(RESULTS):  # tiny budgets over the study's numbers
+        sys.exit(f'run.py: error: --quick would overwrite the committed results in {args.out} with tiny-budget '
+                 'numbers: give another --out')
+    return args
 
 
 # ---------------------------------------------------------------------------------------------------- runs
@@ -103,6 +113,9 @@ class Runner:
                 if record['argv'] == argv:
                     done[name] = record['seconds']
         pending = [job for job in pending if job[0] not in done]
+        print(f'{len(self.jobs)} jobs ({len(done)} reused), {self.workers} at a time; each one\'s output in '
+              f'{self.runs}/<name>.log', flush=True)
+        bar = fid.Progress('jobs', len(self.jobs), 'jobs', every=10.0, start=len(done))   # ETA from the recent rate
         while pending or running:
             for job in list(pending):
                 name, argv, deps = job
@@ -132,6 +145,7 @@ class Runner:
                     failed.append(name)
                 print(f'{"done" if proc.returncode == 0 else "FAILED"} {name} in {seconds:.0f}s '
                       f'({len(done) + len(failed)}/{len(self.jobs)})', flush=True)
+            bar(len(done) + len(failed), running=' '.join(running) or '-')
         if failed:
             sys.exit(f'run.py: {len(failed)} job(s) failed, see their logs in {self.runs}: {", ".join(failed)}')
         return done

@@ -118,3 +118,12 @@ def test_updates_to_reach_matches_hand_computation():
     points = [(100, 1.0), (200, 0.5), (300, 0.2), (400, 0.35), (500, 0.21), (600, 0.2), (700, 0.19)]
     final, first, stays = run.updates_to_reach(points)          # final = (0.21 + 0.2 + 0.19) / 3 = 0.2, bound 0.22
     assert final == pytest.approx(0.2) and first == 300 and stays == 500
+
+
+def test_quick_mode_never_writes_into_the_committed_results(capsys):
+    args = run.get_args(['--quick'])
+    assert os.path.realpath(args.out) != os.path.realpath(run.RESULTS) and 'experiments-quick' in args.out
+    assert 'experiments-quick' in args.runs and run.get_args([]).out == run.RESULTS
+    with pytest.raises(SystemExit) as exit_:
+        run.get_args(['--quick', '--out', os.path.join(run.HERE, 'results')])
+    assert 'would overwrite the committed results' in str(exit_.value.code)
