@@ -229,6 +229,24 @@ def uint8_to_images(pixels):
     return torch.as_tensor(pixels).movedim(-1, -3).float() / 255 * 2 - 1
 
 
+PIXELS = (torch.arange(256.) / 255 - 0.5) / 0.5  # uint8 -> [-1, 1] bit for bit as ToTensor + Normalize(0.5, 0.5)
+
+
+def decode_once(dataset, max_bytes, workers=0):
+    """(x uint8 (N, C, H, W), y) of a dataset of (image in [-1, 1], label) in one pass, for a training loop to hold
+    on its device and decode a batch as PIXELS[x[i].long()], bit for bit the dataset's values; None above max_bytes
+    of pixels or when an image is not exactly PIXELS of a uint8 one (a transform other than ToTensor + Normalize)."""
+    if len(dataset) * dataset[0][0].numel() > max_bytes:
+        return None
+    xs, ys = [], []
+    for x, y in torch.utils.data.DataLoader(dataset, 500, num_workers=workers, generator=torch.Generator()):
+        xs.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+        if not torch.equal(PIXELS[xs[-1].long()], x):
+            return None
+        ys.append(torch.as_tensor(y))
+    return torch.cat(xs), torch.cat(ys)
+
+
 def save_grid(images, classes, path):
     """Images (N, 3, H, W) in [-1, 1] or uint8 (N, H, W, 3) as one PNG grid: with `classes` C, row c holds samples
     c, c + C, ... (label i mod C: class c), up to 10 a row; else the first 100 in rows of 10."""

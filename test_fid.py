@@ -9,6 +9,7 @@ import pytest
 import scipy.linalg
 import scipy.optimize
 import torch
+import torchvision
 from PIL import Image
 
 import fid
@@ -685,3 +686,20 @@ def test_progress_of_a_fast_phase_is_silent_with_end_false(monkeypatch):
     for i in range(1, 4):
         bar(i)
     assert lines == [] and fid.line('x', 0, 5, 0.0).endswith('| ETA ?')     # no rate yet: no number
+
+
+def test_decode_once_holds_uint8_that_decode_to_the_datasets_exact_values():
+    # what train.Batches holds on the device: PIXELS[u8] must be bit for bit what ToTensor + Normalize(0.5, 0.5)
+    # returns for every 8-bit value, else resumed and held runs would differ from streamed ones
+    u8 = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).repeat(6, 3, 1, 1)
+    tf = torchvision.transforms.Normalize([0.5] * 3, [0.5] * 3)
+    images = torch.stack([tf(u.float().div(255)) for u in u8])         # ToTensor's arithmetic, then Normalize
+    data = torch.utils.data.TensorDataset(images, torch.arange(6) % 3)
+    held = fid.decode_once(data, max_bytes=10 ** 6)
+    assert held is not None                                            # every value is an exact 8-bit one
+    x, y = held
+    assert x.dtype == torch.uint8 and torch.equal(x, u8) and torch.equal(y, torch.arange(6) % 3)
+    assert torch.equal(fid.PIXELS[x.long()], images)
+    assert fid.decode_once(data, max_bytes=6 * 3 * 256 - 1) is None   # does not fit: stream it instead
+    blurred = torch.utils.data.TensorDataset(images * 0.999, torch.zeros(6))   # not 8-bit values: no exact uint8 form
+    assert fid.decode_once(blurred, max_bytes=10 ** 6) is None

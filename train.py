@@ -217,8 +217,7 @@ class Batches:
     depends only on (seed, epoch, position), so a resumed run sees exactly the same batches. A dataset of up to
     HOLD_BYTES is decoded once and held on the device, batches gathered there; a larger one streams through one
     DataLoader whose sampler runs over all epochs (its workers start once, not every epoch)."""
-    HOLD_BYTES = 4 << 30    # uint8 pixels: CIFAR-10 150 MB, CelebA 64x64 2.5 GB
-    PIXELS = (torch.arange(256.) / 255 - 0.5) / 0.5     # uint8 -> [-1, 1] exactly as ToTensor + Normalize computes it
+    HOLD_BYTES = 4 << 30    # uint8 pixels: CIFAR-10 150 MB, CelebA 64x64 2.5 GB (fid.decode_once)
 
     def __init__(self, dataset, batch_size, seed, rank, world, device, flip, workers=0):
         if len(dataset) < batch_size:
@@ -227,23 +226,13 @@ class Batches:
         self.device, self.flip, self.workers = device, flip, workers
         self.epoch, self.pos, self.iterator = 0, 0, None
         self.flip_rng = torch.Generator().manual_seed(seed * 1000 + rank)
-        tensors = dataset.tensors if isinstance(dataset, torch.utils.data.TensorDataset) else self.hold(dataset)
-        self.held = tensors and [t.to(device) for t in (*tensors, self.PIXELS)]
-
-    def hold(self, dataset):
-        """-> (x uint8, y), decoded once (and cached on the dataset); None above HOLD_BYTES or when the images are
-        not exactly PIXELS of uint8 ones (a transform other than make_dataset's)."""
-        if not hasattr(dataset, 'held'):
-            xs, ys = [], []
-            try:
-                for x, y in ([] if len(dataset) * dataset[0][0].numel() > self.HOLD_BYTES else torch.utils.data.DataLoader(
-                        dataset, 500, num_workers=self.workers, generator=torch.Generator())):
-                    xs.append(((x + 1) * 127.5).round().to(torch.uint8))
-                    ys.append(y if torch.equal(self.PIXELS[xs[-1].long()], x) else None)
+        if not isinstance(dataset, torch.utils.data.TensorDataset) and not hasattr(dataset, 'held'):
+            try:                                                # decoded once, for both phases
+                dataset.held = fid.decode_once(dataset, self.HOLD_BYTES, workers)
             except ValueError as e:
                 die(last_line(e))
-            dataset.held = (torch.cat(xs), torch.cat(ys)) if xs and all(y is not None for y in ys) else None
-        return dataset.held
+        tensors = getattr(dataset, 'tensors', None) or dataset.held
+        self.held = tensors and [t.to(device) for t in (*tensors, fid.PIXELS)]
 
     def _iterate(self):                                         # this rank's index lists from (epoch, pos) on
         epoch, pos, local = self.epoch, self.pos, self.batch_size // self.world
