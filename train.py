@@ -32,9 +32,10 @@ from interpolants import INTERPOLANTS, make_interpolant
 # Per-dataset defaults for every flag left unset: the paper's (App. D.1, D.3) for images, a CPU budget for toy.
 PRESETS = {
     'cifar10': dict(image_size=32, batch_size=256, lr=3e-5, steps=400_000, teacher_steps=400_000, teacher_lr=2e-4,
-                    teacher_batch_size=128, eval_every=10_000, fid_samples=50_000, channels=128, ema=[0.999, 0.9996, 0.9999]),
+                    teacher_batch_size=128, eval_every=10_000, fid_samples=50_000, channels=128, ema=[0.999, 0.9996, 0.9999],
+                    lr_decay='none'),
     'toy': dict(batch_size=256, lr=1e-3, steps=600, teacher_steps=3_000, teacher_lr=2e-3, teacher_batch_size=512,
-                eval_every=300, fid_samples=0, warmup=100, ema=[0.99, 0.995, 0.999]),   # EMAs for 600 updates
+                eval_every=300, fid_samples=0, warmup=100, ema=[0.99, 0.995, 0.999], lr_decay='none'),   # EMAs for 600 updates
 }
 PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000, teacher_batch_size=64)
 PRESETS['folder'] = PRESETS['cifar10']
@@ -98,6 +99,7 @@ def get_args(argv=None):
     a('--batch-size', type=COUNT, default=None, help='global batch over all ranks')
     a('--lr', type=RATE, default=None, help='Adam learning rate of generator and fake (1e-5 with --finetune)')
     a('--warmup', type=NONNEG, default=None, help='linear learning-rate warm-up steps (default 500, 0 for --finetune)')
+    a('--lr-decay', choices=['none', 'cosine', 'linear'], default=None, help='after warm-up, to 0 at --steps (toy: cosine)')
     a('--clip', type=RATE, default=1.0, help='gradient-norm clipping of both networks')
     a('--ema', type=DECAY, nargs='+', default=None, help='EMA decays of the generator (toy: 0.99 0.995 0.999)')
     a('--finetune', default=None, metavar='CKPT', help="fine-tuning stage: generator from CKPT's EMA, fake from teacher")
@@ -285,10 +287,13 @@ def ema_update(ema, net, decay):
         p_ema.lerp_(p, 1 - decay)
 
 
-def adam(params, lr, warmup, betas=(0.9, 0.999)):
-    """Adam with a linear learning-rate warm-up over `warmup` steps -> (optimizer, scheduler)."""
+def adam(params, lr, warmup, betas=(0.9, 0.999), decay='none', total=1):
+    """Adam, lr linear in warm-up over `warmup` steps, then constant or decayed ('cosine', 'linear') to 0 at step
+    `total` -> (optimizer, scheduler)."""
     opt = torch.optim.Adam(params, lr=lr, betas=betas)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+    shape = dict(none=lambda p: 1.0, linear=lambda p: 1 - p, cosine=lambda p: 0.5 + 0.5 * math.cos(math.pi * p))[decay]
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (step + 1) / warmup if step < warmup else
+                                                  shape(min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def save_atomic(obj, path):
@@ -588,8 +593,9 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
                            gen=wrap(generator, args, device, ddp), fake=wrap(fake, args, device, ddp), fake_raw=fake,
                            head=head, fake_params=[*fake.parameters(), *(head.parameters() if head else [])])
     emas = EMAs({decay: copy.deepcopy(generator).requires_grad_(False) for decay in args.ema})
-    opt_fake, sched_fake = adam(nets.fake_params, args.lr, args.warmup, betas=(0.0, 0.999))  # App. D.1: beta1 = 0
-    opt_gen, sched_gen = adam(generator.parameters(), args.lr, args.warmup, betas=(0.0, 0.999))
+    betas = (0.0, 0.999)                                        # App. D.1: beta1 = 0; the fake steps K times as often
+    opt_fake, sched_fake = adam(nets.fake_params, args.lr, args.warmup, betas, args.lr_decay, args.k * args.steps)
+    opt_gen, sched_gen = adam(generator.parameters(), args.lr, args.warmup, betas, args.lr_decay, args.steps)
     stateful = dict(generator=generator, fake=fake, emas=emas, opt_fake=opt_fake, opt_gen=opt_gen, sched_fake=sched_fake,
                     sched_gen=sched_gen, **(dict(head=head) if head else {}))
     data = Batches(dataset, args.batch_size, args.seed, rank, world, device, args.dataset == 'cifar10', args.workers)
