@@ -863,3 +863,31 @@ def test_ddp_two_cpu_ranks(toy_teacher, tmp_path):
     assert not torch.equal(ckpt['ranks'][0]['rng'], ckpt['ranks'][1]['rng'])
     assert sorted(os.listdir(tmp_path)) == ['ckpt.pt', 'metrics.jsonl', 'samples_ema0.99.png', 'samples_ema0.995.png',
                                             'samples_ema0.999.png', 'samples_generator.png', 'samples_teacher.png']
+
+
+@pytest.mark.parametrize('decay, at_8, at_11', [('cosine', 0.5, 0.5 + 0.5 * math.cos(7 * math.pi / 8)),
+                                               ('linear', 0.5, 1 / 8), ('none', 1.0, 1.0)])
+def test_lr_decay_follows_the_warm_up_then_anneals_to_zero_at_total(decay, at_8, at_11):
+    # warm-up 4 of total 12: lr (s+1)/4 for s < 4 exactly as before, then the decay over the 8 remaining steps
+    opt, sched = train.adam([torch.zeros(1, requires_grad=True)], 2.0, 4, decay=decay, total=12)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        sched.step()
+    assert lrs[:5] == [0.5, 1.0, 1.5, 2.0, 2.0]
+    assert lrs[8] == pytest.approx(2 * at_8) and lrs[11] == pytest.approx(2 * at_11)
+    assert opt.param_groups[0]['lr'] == pytest.approx(0.0 if decay != 'none' else 2.0, abs=1e-12)
+
+
+def test_lr_decay_flag_anneals_generator_over_steps_and_fake_over_k_steps(tmp_path, monkeypatch):
+    seen = {}                                                   # lr of every optimizer step, per optimizer
+    step = train.optimizer_step
+    monkeypatch.setattr(train, 'optimizer_step', lambda loss, opt, *a: seen.setdefault(id(opt), []).append(
+        opt.param_groups[0]['lr']) or step(loss, opt, *a))
+    assert main(*TOY_QUICK, '--teacher-steps', 1, '--hidden', 16, '--steps', 6, '--warmup', 2, '--lr', 1e-3,
+                '--lr-decay', 'linear', '--eval-samples', 16, '--out', tmp_path) == 0
+    teacher, fake, gen = seen.values()                          # in order of first use; k = 2 fake steps per update
+    assert gen == pytest.approx([1e-3 * v for v in (0.5, 1.0, 1.0, 0.75, 0.5, 0.25)])
+    assert fake == pytest.approx([1e-3 * v for v in [0.5, 1.0] + [1 - i / 10 for i in range(10)]])
+    assert train.get_args(['--dataset', 'toy']).lr_decay == 'cosine' and train.get_args([]).lr_decay == 'none'

@@ -143,6 +143,7 @@ def generator_step(cfg, interp, nets, opt, sched, z, y):
 
 
 def cell_key(cfg):
+    cfg = {k: v for k, v in cfg.items() if k not in ('name', 'order')}    # the label and run order are not the cell
     return hashlib.sha1(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -169,7 +170,7 @@ def _work(item):
 
 
 def run_all(runs, cfgs, jobs):
-    todo = sorted([(runs, c) for c in cfgs if cached(runs, c) is None], key=lambda item: item[1]['seed'])
+    todo = sorted([(runs, c) for c in cfgs if cached(runs, c) is None], key=lambda item: item[1].get('order', 0))
     if todo:
         print(f'{len(todo)} cells to run ({len(cfgs) - len(todo)} cached)', flush=True)
         if jobs > 1:
@@ -245,6 +246,23 @@ def net_init(net, interp):
     return models.Generator(copy.deepcopy(net), interp)
 
 
+@torch.no_grad()
+def shape_of(generator, cond, n=8000):
+    """What the error looks like, averaged over classes: |mean - mode| and the std along the two principal axes of each
+    class's samples (the data: 0, and 0.15 along both)."""
+    if not cond:
+        return {}
+    z, y = torch.randn(n, 2, generator=torch.Generator().manual_seed(5)), torch.arange(n) % 8
+    x, mu = generator(z, y), ExactField().mu
+    offs, lo, hi = [], [], []
+    for c in range(8):
+        xc = x[y == c]
+        offs.append((xc.mean(0) - mu[c]).norm().item())
+        ev = torch.linalg.eigvalsh(torch.cov(xc.T)).sqrt()
+        lo.append(ev[0].item()), hi.append(ev[1].item())
+    return dict(offset=statistics.mean(offs), std_min=statistics.mean(lo), std_max=statistics.mean(hi))
+
+
 def fixed_draws(cfg, n, seed):
     """One large fixed draw for comparing losses and gradients: z, y, real batch, t, x1."""
     g = torch.Generator().manual_seed(seed)
@@ -292,13 +310,23 @@ def cos_rel(a, b):
     return (torch.dot(a, b) / (a.norm() * b.norm())).item(), ((a - b).norm() / b.norm()).item()
 
 
+def end_state(cfg):
+    """run_cell(cfg)'s final generator and fake, cached in cfg['runs']/states/."""
+    path = os.path.join(cfg['runs'], 'states', cell_key({k: v for k, v in cfg.items() if k != 'runs'}) + '.pt')
+    if not os.path.isfile(path):
+        r = run_cell(dict(cfg, keep=True))
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save(dict(state=r['state'], swd_raw=r['curve'][-1][1]), path)
+    return torch.load(path)
+
+
 def lag(cfg, converge=3000, n=16_384):
     """1b: the running fake at the end of cfg's run vs fakes trained to convergence on that frozen generator (a fresh
     one from random init, and the running one continued). RealUM on a large fixed draw (lower = closer to the
     generator's field), and the generator's gradient on it: cosine and relative error against the converged fake's,
     next to those of one minibatch of 256 (the noise every update already has)."""
     torch.set_num_threads(1)
-    r = run_cell(dict(cfg, keep=True))
+    r = end_state(cfg)
     interp, net, teacher = load(cfg)
     config = dict(kind='mlp', dim=2, hidden=cfg['fake_hidden'], num_layers=3, num_classes=8 if cfg['cond'] else None)
     generator = models.Generator(copy.deepcopy(net), interp)
@@ -310,7 +338,7 @@ def lag(cfg, converge=3000, n=16_384):
     torch.manual_seed(12)
     fresh = train_fake(cfg, interp, generator, models.build_model(config), converge, 1e-3, 12)
     d = fixed_draws(cfg, n, 99)
-    out = dict(step=cfg['steps'], swd_raw=r['curve'][-1][1])
+    out = dict(step=cfg['steps'], swd_raw=r['swd_raw'], **shape_of(generator, cfg['cond']))
     for name, f in (('running', running), ('continued', cont), ('fresh', fresh)):
         for p in f.parameters():
             p.requires_grad_(False)
@@ -327,7 +355,7 @@ def where_in_t(cfg, bins=10, n=20_000):
     its share of the full-batch gradient (projection on it; the shares sum to 1) and of the per-sample gradient
     energy at the generator's output (the noise), mean ||dl/dx||^2 share."""
     torch.set_num_threads(1)
-    r = run_cell(dict(cfg, keep=True))
+    r = end_state(cfg)
     interp, net, teacher = load(cfg)
     config = dict(kind='mlp', dim=2, hidden=cfg['fake_hidden'], num_layers=3, num_classes=8 if cfg['cond'] else None)
     generator = models.Generator(copy.deepcopy(net), interp)
@@ -381,8 +409,9 @@ def main(argv=None):
     print('\n'.join(lines))
     if 'lag' in studies:
         for label, over in LAG_POINTS:
-            o = lag(dict(base, **over))
-            lines.append(f'lag, {label}: raw swd {o["swd_raw"]:.4f}; RealUM on 16384 fixed draws: running fake '
+            o = lag(dict(base, **over, runs=args.runs))
+            lines.append(f'lag, {label}: raw swd {o["swd_raw"]:.4f} (per class: mean off its mode by {o["offset"]:.4f}, '
+                         f'principal stds {o["std_min"]:.4f} / {o["std_max"]:.4f}, data 0.15); RealUM on 16384 fixed draws: running fake '
                          f'{o["realum_running"]:.4f}, continued to convergence {o["realum_continued"]:.4f}, fresh '
                          f'{o["realum_fresh"]:.4f}; generator gradient vs the converged fake\'s (cosine, rel. error): '
                          f'running fake {o["grad_running"][0]:.3f}, {o["grad_running"][1]:.3f}; fresh fake '
@@ -390,7 +419,7 @@ def main(argv=None):
                          f'{o["grad_batch256"][0]:.3f}, {o["grad_batch256"][1]:.3f}')
             print(lines[-1], flush=True)
     if 'time' in studies:
-        rows = where_in_t(dict(base, **TIME_POINT))
+        rows = where_in_t(dict(base, **TIME_POINT, runs=args.runs))
         lines.append('| t bin | share of the full-batch gradient | share of per-sample gradient energy |')
         lines.append('|---|---|---|')
         lines += [f'| [{a:.1f}, {b:.1f}) | {s:.3f} | {e:.3f} |' for a, b, s, e in rows]
@@ -399,37 +428,63 @@ def main(argv=None):
         grid = ablation_grid(base, ABLATIONS)
         results = run_all(args.runs, [c for _, c in grid], args.jobs)
         table(grid, results, lines)
+    if 'uid' in studies:
+        grid = ablation_grid(base, UID)
+        results = run_all(args.runs, [c for _, c in grid], args.jobs)
+        table(grid, results, lines)
+        convergence(grid, results, lines)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, 'floor.md'), 'a') as f:
         f.write('\n'.join(lines) + '\n')
     print('\n'.join(lines))
 
 
-LAG_POINTS = [('preset lr 1e-3 constant, update 600', dict(steps=600, eval_every=600)),
-              ('lr 3e-4 constant, update 1000', dict(steps=1000, eval_every=1000, lr=3e-4))]
-TIME_POINT = dict(steps=1000, eval_every=1000, lr=3e-4)
+LAG_POINTS = [('old preset (lr 1e-3 constant, 600 updates)', dict(steps=600, eval_every=600)),
+              ('lr 1e-3 cosine, 2000 updates', dict(steps=2000, eval_every=200, decay='cosine'))]
+TIME_POINT = dict(steps=2000, eval_every=200, decay='cosine')
 
 
 def ablation_grid(base, ablations):
-    return [(name, dict(base, **over, seed=seed, name=name)) for name, over, seeds in ablations for seed in seeds]
+    """-> [(name, cfg)]; cfg['order'] (not part of the cell's identity) is the run order: a cell's second seed runs
+    4 places after its first, so the first cells get both seeds early."""
+    return [(name, dict(base, **over, seed=seed, name=name, order=i + 4 * j)) for i, (name, over, seeds) in
+            enumerate(ablations) for j, seed in enumerate(seeds)]
 
 
 L = dict(steps=2000, eval_every=200)                            # the long cells: 2000 updates
-ABLATIONS = [                                                   # (name, overrides), in the order they run
-    ('lr 3e-4 constant, 2000', dict(L, lr=3e-4), (0, 1)),
-    ('lr 3e-4 cosine, 2000', dict(L, lr=3e-4, decay='cosine'), (0, 1)),
-    ('exact teacher, lr 3e-4 cosine, 2000', dict(L, lr=3e-4, decay='cosine', teacher='exact'), (0, 1)),
-    ('lr 1e-3 cosine, 2000', dict(L, decay='cosine'), (0,)),
-    ('lr 3e-4 cosine, fake lr 1e-3, 2000', dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine'), (0,)),
-    ('lr 3e-4 cosine, generator betas (0.9, 0.999), 2000', dict(L, lr=3e-4, decay='cosine', betas_gen=(0.9, 0.999)), (0,)),
-    ('lr 3e-4 cosine, batch 128, 2000', dict(L, lr=3e-4, decay='cosine', batch=128), (0,)),
-    ('lr 3e-4 cosine, t ~ u^2 (towards data), 2000', dict(L, lr=3e-4, decay='cosine', tdist='low'), (0,)),
-    ('lr 3e-4 cosine, t ~ 1-(1-u)^2 (towards noise), 2000', dict(L, lr=3e-4, decay='cosine', tdist='high'), (0,)),
-    ('lr 3e-4 cosine, K 2, 2000', dict(L, lr=3e-4, decay='cosine', k=2), (0,)),
-    ('lr 3e-4 cosine, fake width 512, 2000', dict(L, lr=3e-4, decay='cosine', fake_hidden=512), (0,)),
-    ('lr 3e-4 cosine, warm-up 0, 2000', dict(L, lr=3e-4, decay='cosine', warmup=0), (0,)),
-    ('lr 3e-4 linear, 2000', dict(L, lr=3e-4, decay='linear'), (0,)),
+ABLATIONS = [                                                   # (name, overrides, seeds), in the order they run
+    ('lr 3e-4 constant', dict(L, lr=3e-4), (0, 1)),
+    ('lr 3e-4 cosine', dict(L, lr=3e-4, decay='cosine'), (0, 1)),
+    ('exact teacher, lr 3e-4 cosine', dict(L, lr=3e-4, decay='cosine', teacher='exact'), (0,)),
+    ('lr 1e-3 cosine', dict(L, decay='cosine'), (0, 1)),
+    ('lr 3e-4 cosine, fake lr 1e-3', dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine'), (0,)),
+    ('lr 1e-3 cosine, t ~ u^2 (towards data)', dict(L, decay='cosine', tdist='low'), (0,)),
+    ('lr 1e-3 cosine, t ~ 1-(1-u)^2 (towards noise)', dict(L, decay='cosine', tdist='high'), (0,)),
+    ('lr 1e-3 cosine, batch 128, 4000 updates', dict(L, decay='cosine', batch=128, steps=4000, eval_every=400), (0,)),
+    ('lr 1e-3 cosine, generator betas (0.9, 0.999)', dict(L, decay='cosine', betas_gen=(0.9, 0.999)), (0,)),
+    ('lr 1e-3 cosine, fake width 512', dict(L, decay='cosine', fake_hidden=512), (0,)),
+    ('lr 1e-3 cosine, K 10', dict(L, decay='cosine', k=10), (0,)),
+    ('lr 1e-3 cosine, warm-up 0', dict(L, decay='cosine', warmup=0), (0,)),
 ]
+UID = [('RealUID 0.98, 0.96', dict(L, decay='cosine'), (0, 1, 2)),
+       ('UID', dict(L, decay='cosine', alpha=1.0, beta=1.0), (0, 1, 2))]
+
+
+def convergence(grid, results, lines, which='0.99'):
+    """Item 3: per method, the final swd of EMA `which` (last evaluation) and the first update from which it stays
+    within 10% of that final value, mean over seeds, with the per-seed values."""
+    by = {}
+    for (name, cfg), r in zip(grid, results):
+        curve = [(s, e[which]) for s, _, e in r['curve'][1:]]
+        last = curve[-1][1]
+        stay = next(s for i, (s, v) in enumerate(curve) if all(w <= 1.1 * last for _, w in curve[i:]))
+        first = next(s for s, v in curve if v <= 1.1 * last)
+        by.setdefault(name, []).append((last, first, stay))
+    lines.append(f'| method | final swd, EMA {which} | updates to within 10% (first) | (and stays) | per seed (final, first, stays) |')
+    lines.append('|---|---|---|---|---|')
+    for name, v in by.items():
+        lines.append(f'| {name} | {stats([a for a, _, _ in v])} | {statistics.mean(b for _, b, _ in v):.0f} | '
+                     f'{statistics.mean(c for _, _, c in v):.0f} | ' + '; '.join(f'{a:.4f}, {b}, {c}' for a, b, c in v) + ' |')
 
 
 def table(grid, results, lines):
