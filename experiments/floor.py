@@ -260,7 +260,11 @@ def shape_of(generator, cond, n=8000):
         offs.append((xc.mean(0) - mu[c]).norm().item())
         ev = torch.linalg.eigvalsh(torch.cov(xc.T)).sqrt()
         lo.append(ev[0].item()), hi.append(ev[1].item())
-    return dict(offset=statistics.mean(offs), std_min=statistics.mean(lo), std_max=statistics.mean(hi))
+    q = torch.tensor([0.1, 0.5, 0.9, 0.99])                     # quantiles of the distance to the own mode
+    radial = (x - mu[y]).norm(dim=1).quantile(q).tolist()
+    data = (train.toy_data(n, seed=4321, balanced=True)[0] - mu[y]).norm(dim=1).quantile(q).tolist()
+    return dict(offset=statistics.mean(offs), std_min=statistics.mean(lo), std_max=statistics.mean(hi),
+                radial=radial, radial_data=data)
 
 
 def fixed_draws(cfg, n, seed):
@@ -411,7 +415,9 @@ def main(argv=None):
         for label, over in LAG_POINTS:
             o = lag(dict(base, **over, runs=args.runs))
             lines.append(f'lag, {label}: raw swd {o["swd_raw"]:.4f} (per class: mean off its mode by {o["offset"]:.4f}, '
-                         f'principal stds {o["std_min"]:.4f} / {o["std_max"]:.4f}, data 0.15); RealUM on 16384 fixed draws: running fake '
+                         f'principal stds {o["std_min"]:.4f} / {o["std_max"]:.4f}, data 0.15; distance to the mode, '
+                         f'quantiles 0.1/0.5/0.9/0.99: {" / ".join(f"{v:.3f}" for v in o["radial"])}, data '
+                         f'{" / ".join(f"{v:.3f}" for v in o["radial_data"])}); RealUM on 16384 fixed draws: running fake '
                          f'{o["realum_running"]:.4f}, continued to convergence {o["realum_continued"]:.4f}, fresh '
                          f'{o["realum_fresh"]:.4f}; generator gradient vs the converged fake\'s (cosine, rel. error): '
                          f'running fake {o["grad_running"][0]:.3f}, {o["grad_running"][1]:.3f}; fresh fake '
@@ -424,17 +430,19 @@ def main(argv=None):
         lines.append('|---|---|---|')
         lines += [f'| [{a:.1f}, {b:.1f}) | {s:.3f} | {e:.3f} |' for a, b, s, e in rows]
         print('\n'.join(lines[-12:]), flush=True)
-    if 'ablate' in studies:
-        grid = ablation_grid(base, ABLATIONS)
-        results = run_all(args.runs, [c for _, c in grid], args.jobs)
+    grids = {study: ablation_grid(base, cells) for study, cells in (('ablate', ABLATIONS), ('uid', UID))
+             if study in studies}
+    for grid in grids.values():                                 # one queue, in PRIORITY's order, then the rest
+        for name, cfg in grid:
+            cfg['order'] = PRIORITY.index((name, cfg['seed'])) if (name, cfg['seed']) in PRIORITY else 100 + cfg['order']
+    run_all(args.runs, [c for grid in grids.values() for _, c in grid], args.jobs)
+    for study, grid in grids.items():
+        results = [cached(args.runs, c) for _, c in grid]
         table(grid, results, lines)
-    if 'uid' in studies:
-        grid = ablation_grid(base, UID)
-        results = run_all(args.runs, [c for _, c in grid], args.jobs)
-        table(grid, results, lines)
-        convergence(grid, results, lines)
+        if study == 'uid':
+            convergence(grid, results, lines)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, 'floor.md'), 'a') as f:
+    with open(os.path.join(args.out, 'floor.md'), 'w') as f:
         f.write('\n'.join(lines) + '\n')
     print('\n'.join(lines))
 
@@ -466,6 +474,9 @@ ABLATIONS = [                                                   # (name, overrid
     ('lr 1e-3 cosine, K 10', dict(L, decay='cosine', k=10), (0,)),
     ('lr 1e-3 cosine, warm-up 0', dict(L, decay='cosine', warmup=0), (0,)),
 ]
+PRIORITY = [('UID', 0), ('lr 3e-4 cosine, fake lr 1e-3', 0), ('lr 1e-3 cosine, K 10', 0),
+            ('lr 1e-3 cosine, t ~ 1-(1-u)^2 (towards noise)', 0), ('RealUID 0.98, 0.96', 1), ('UID', 1),
+            ('lr 1e-3 cosine, t ~ u^2 (towards data)', 0), ('lr 1e-3 cosine, batch 128, 4000 updates', 0)]
 UID = [('RealUID 0.98, 0.96', dict(L, decay='cosine'), (0, 1, 2)),
        ('UID', dict(L, decay='cosine', alpha=1.0, beta=1.0), (0, 1, 2))]
 
