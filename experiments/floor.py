@@ -465,7 +465,10 @@ ABLATIONS = [                                                   # (name, overrid
     ('lr 3e-4 cosine', dict(L, lr=3e-4, decay='cosine'), (0, 1)),
     ('exact teacher, lr 3e-4 cosine', dict(L, lr=3e-4, decay='cosine', teacher='exact'), (0,)),
     ('lr 1e-3 cosine', dict(L, decay='cosine'), (0, 1)),
-    ('lr 3e-4 cosine, fake lr 1e-3', dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine'), (0,)),
+    ('lr 3e-4 cosine, fake lr 1e-3', dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine'), (0, 1)),
+    ('lr 1e-4 cosine, fake lr 1e-3', dict(L, lr=1e-4, lr_fake=1e-3, decay='cosine'), (0,)),
+    ('lr 3e-4 cosine, fake lr 3e-3', dict(L, lr=3e-4, lr_fake=3e-3, decay='cosine'), (0,)),
+    ('lr 3e-4 cosine, fake lr 1e-3, t ~ 1-(1-u)^2', dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine', tdist='high'), (0,)),
     ('lr 1e-3 cosine, t ~ u^2 (towards data)', dict(L, decay='cosine', tdist='low'), (0,)),
     ('lr 1e-3 cosine, t ~ 1-(1-u)^2 (towards noise)', dict(L, decay='cosine', tdist='high'), (0,)),
     ('lr 1e-3 cosine, batch 128, 4000 updates', dict(L, decay='cosine', batch=128, steps=4000, eval_every=400), (0,)),
@@ -473,12 +476,14 @@ ABLATIONS = [                                                   # (name, overrid
     ('lr 1e-3 cosine, fake width 512', dict(L, decay='cosine', fake_hidden=512), (0,)),
     ('lr 1e-3 cosine, K 10', dict(L, decay='cosine', k=10), (0,)),
     ('lr 1e-3 cosine, warm-up 0', dict(L, decay='cosine', warmup=0), (0,)),
+    ('UID, lr 1e-3 cosine', dict(L, decay='cosine', alpha=1.0, beta=1.0), (0,)),
 ]
-PRIORITY = [('UID', 0), ('lr 3e-4 cosine, fake lr 1e-3', 0), ('lr 1e-3 cosine, K 10', 0),
-            ('lr 1e-3 cosine, t ~ 1-(1-u)^2 (towards noise)', 0), ('RealUID 0.98, 0.96', 1), ('UID', 1),
-            ('lr 1e-3 cosine, t ~ u^2 (towards data)', 0), ('lr 1e-3 cosine, batch 128, 4000 updates', 0)]
-UID = [('RealUID 0.98, 0.96', dict(L, decay='cosine'), (0, 1, 2)),
-       ('UID', dict(L, decay='cosine', alpha=1.0, beta=1.0), (0, 1, 2))]
+PRIORITY = [('lr 1e-3 cosine, K 10', 0), ('lr 3e-4 cosine, fake lr 1e-3', 1), ('lr 1e-4 cosine, fake lr 1e-3', 0),
+            ('lr 3e-4 cosine, fake lr 3e-3', 0), ('lr 1e-3 cosine, t ~ 1-(1-u)^2 (towards noise)', 0),
+            ('UID', 0), ('UID', 1), ('RealUID 0.98, 0.96', 2), ('UID', 2),
+            ('lr 1e-3 cosine, t ~ u^2 (towards data)', 0), ('lr 3e-4 cosine, fake lr 1e-3, t ~ 1-(1-u)^2', 0)]
+T2 = dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine')             # the toy preset that follows from the ablations
+UID = [('RealUID 0.98, 0.96', T2, (0, 1, 2)), ('UID', dict(T2, alpha=1.0, beta=1.0), (0, 1, 2))]
 
 
 def convergence(grid, results, lines, which='0.99'):
