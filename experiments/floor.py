@@ -183,9 +183,9 @@ def run_all(runs, cfgs, jobs):
 
 
 def final(result, which):
-    """Mean of the last 3 evaluations of the raw generator ('raw') or an EMA ('0.99', ...)."""
-    rows = result['curve'][-3:]
-    return statistics.mean(r[1] if which == 'raw' else r[2][which] for r in rows)
+    """The last evaluation (train.py's final metrics) of the raw generator ('raw') or an EMA ('0.99', ...)."""
+    row = result['curve'][-1]
+    return row[1] if which == 'raw' else row[2][which]
 
 
 def best(result):
@@ -394,6 +394,7 @@ def main(argv=None):
     p.add_argument('--out', default='experiments/results')
     p.add_argument('--jobs', type=int, default=1)
     p.add_argument('--only', nargs='+', default=None)
+    p.add_argument('--no-run', action='store_true', help='tables of the cached cells only (others left out)')
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     studies = args.only or ['metric', 'capacity', 'ablate']
@@ -430,13 +431,15 @@ def main(argv=None):
         lines.append('|---|---|---|')
         lines += [f'| [{a:.1f}, {b:.1f}) | {s:.3f} | {e:.3f} |' for a, b, s, e in rows]
         print('\n'.join(lines[-12:]), flush=True)
-    grids = {study: ablation_grid(base, cells) for study, cells in (('ablate', ABLATIONS), ('uid', UID))
+    grids = {study: ablation_grid(base, cells) for study, cells in (('ablate', ABLATIONS), ('ratio', RATIO), ('uid', UID))
              if study in studies}
     for grid in grids.values():                                 # one queue, in PRIORITY's order, then the rest
         for name, cfg in grid:
             cfg['order'] = PRIORITY.index((name, cfg['seed'])) if (name, cfg['seed']) in PRIORITY else 100 + cfg['order']
-    run_all(args.runs, [c for grid in grids.values() for _, c in grid], args.jobs)
+    if not args.no_run:
+        run_all(args.runs, [c for grid in grids.values() for _, c in grid], args.jobs)
     for study, grid in grids.items():
+        grid = [(name, c) for name, c in grid if cached(args.runs, c) is not None]
         results = [cached(args.runs, c) for _, c in grid]
         table(grid, results, lines)
         if study == 'uid':
@@ -482,6 +485,12 @@ PRIORITY = [('lr 1e-3 cosine, K 10', 0), ('lr 3e-4 cosine, fake lr 1e-3', 1), ('
             ('lr 3e-4 cosine, fake lr 3e-3', 0), ('lr 1e-3 cosine, t ~ 1-(1-u)^2 (towards noise)', 0),
             ('UID', 0), ('UID', 1), ('RealUID 0.98, 0.96', 2), ('UID', 2),
             ('lr 1e-3 cosine, t ~ u^2 (towards data)', 0), ('lr 3e-4 cosine, fake lr 1e-3, t ~ 1-(1-u)^2', 0)]
+RATIO = [('lr 3e-4 cosine, fake lr 3e-3', dict(L, lr=3e-4, lr_fake=3e-3, decay='cosine'), (1,)),
+         ('lr 3e-4 cosine, fake lr 1e-2', dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine'), (0,)),
+         ('lr 1e-4 cosine, fake lr 3e-3', dict(L, lr=1e-4, lr_fake=3e-3, decay='cosine'), (0,)),
+         ('lr 1e-3 cosine, fake lr 3e-3', dict(L, lr=1e-3, lr_fake=3e-3, decay='cosine'), (0,)),
+         ('lr 3e-5 cosine, fake lr 1e-3', dict(L, lr=3e-5, lr_fake=1e-3, decay='cosine'), (0,)),
+         ('lr 1e-4 cosine, fake lr 1e-3', dict(L, lr=1e-4, lr_fake=1e-3, decay='cosine'), (1,))]
 T2 = dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine')             # the toy preset that follows from the ablations
 UID = [('RealUID 0.98, 0.96', T2, (0, 1, 2)), ('UID', dict(T2, alpha=1.0, beta=1.0), (0, 1, 2))]
 
