@@ -34,7 +34,7 @@ PRESETS = {
     'cifar10': dict(image_size=32, batch_size=256, lr=3e-5, lr_decay='none', steps=400_000, teacher_steps=400_000,
                     teacher_lr=2e-4, teacher_batch_size=128, eval_every=10_000, fid_samples=50_000, channels=128,
                     ema=[0.999, 0.9996, 0.9999]),
-    'toy': dict(batch_size=256, lr=3e-4, lr_fake=1e-3, lr_decay='cosine', steps=2000, teacher_steps=3_000, teacher_lr=2e-3,
+    'toy': dict(batch_size=256, lr=3e-4, lr_fake=1e-2, lr_decay='cosine', steps=2000, teacher_steps=3_000, teacher_lr=2e-3,
                 teacher_batch_size=512, eval_every=500, fid_samples=0, warmup=100, ema=[0.99, 0.995, 0.999]),
 }
 PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000, teacher_batch_size=64)

@@ -481,17 +481,22 @@ ABLATIONS = [                                                   # (name, overrid
     ('lr 1e-3 cosine, warm-up 0', dict(L, decay='cosine', warmup=0), (0,)),
     ('UID, lr 1e-3 cosine', dict(L, decay='cosine', alpha=1.0, beta=1.0), (0,)),
 ]
-PRIORITY = [('lr 1e-3 cosine, K 10', 0), ('lr 3e-4 cosine, fake lr 1e-3', 1), ('lr 1e-4 cosine, fake lr 1e-3', 0),
+PRIORITY = [('lr 3e-4 cosine, fake lr 1e-2', 1), ('lr 3e-4 cosine, fake lr 3e-2', 0), ('lr 1e-3 cosine, fake lr 1e-2', 0),
+            ('lr 3e-4 cosine, fake lr 1e-2', 2), ('lr 1e-4 cosine, fake lr 1e-2', 0),
+            ('lr 1e-3 cosine, K 10', 0), ('lr 3e-4 cosine, fake lr 1e-3', 1), ('lr 1e-4 cosine, fake lr 1e-3', 0),
             ('lr 3e-4 cosine, fake lr 3e-3', 0), ('lr 1e-3 cosine, t ~ 1-(1-u)^2 (towards noise)', 0),
             ('UID', 0), ('UID', 1), ('RealUID 0.98, 0.96', 2), ('UID', 2),
             ('lr 1e-3 cosine, t ~ u^2 (towards data)', 0), ('lr 3e-4 cosine, fake lr 1e-3, t ~ 1-(1-u)^2', 0)]
 RATIO = [('lr 3e-4 cosine, fake lr 3e-3', dict(L, lr=3e-4, lr_fake=3e-3, decay='cosine'), (1,)),
-         ('lr 3e-4 cosine, fake lr 1e-2', dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine'), (0,)),
+         ('lr 3e-4 cosine, fake lr 1e-2', dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine'), (0, 1, 2)),
+         ('lr 3e-4 cosine, fake lr 3e-2', dict(L, lr=3e-4, lr_fake=3e-2, decay='cosine'), (0,)),
+         ('lr 1e-3 cosine, fake lr 1e-2', dict(L, lr=1e-3, lr_fake=1e-2, decay='cosine'), (0,)),
+         ('lr 1e-4 cosine, fake lr 1e-2', dict(L, lr=1e-4, lr_fake=1e-2, decay='cosine'), (0,)),
          ('lr 1e-4 cosine, fake lr 3e-3', dict(L, lr=1e-4, lr_fake=3e-3, decay='cosine'), (0,)),
          ('lr 1e-3 cosine, fake lr 3e-3', dict(L, lr=1e-3, lr_fake=3e-3, decay='cosine'), (0,)),
          ('lr 3e-5 cosine, fake lr 1e-3', dict(L, lr=3e-5, lr_fake=1e-3, decay='cosine'), (0,)),
          ('lr 1e-4 cosine, fake lr 1e-3', dict(L, lr=1e-4, lr_fake=1e-3, decay='cosine'), (1,))]
-T2 = dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine')             # the toy preset that follows from the ablations
+T2 = dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine')             # the toy preset that follows from the ablations
 UID = [('RealUID 0.98, 0.96', T2, (0, 1, 2)), ('UID', dict(T2, alpha=1.0, beta=1.0), (0, 1, 2))]
 
 
