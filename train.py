@@ -98,7 +98,7 @@ def get_args(argv=None):
     a('--k', type=COUNT, default=5, help='fake updates per generator update (Algorithm 1)')
     a('--batch-size', type=COUNT, default=None, help='global batch over all ranks')
     a('--lr', type=RATE, default=None, help='Adam learning rate of the generator (1e-5 with --finetune)')
-    a('--lr-fake', type=RATE, default=None, help="the fake's (default --lr, as in the paper; toy: 1e-3)")
+    a('--lr-fake', type=RATE, default=None, help="the fake's (default --lr, as in the paper; toy: 1e-2)")
     a('--warmup', type=NONNEG, default=None, help='linear learning-rate warm-up steps (default 500, 0 for --finetune)')
     a('--lr-decay', choices=['none', 'cosine', 'linear'], default=None, help='after warm-up, to 0 at --steps (toy: cosine)')
     a('--clip', type=RATE, default=1.0, help='gradient-norm clipping of both networks')

@@ -451,7 +451,9 @@ def main(argv=None):
 
 
 LAG_POINTS = [('old preset (lr 1e-3 constant, 600 updates)', dict(steps=600, eval_every=600)),
-              ('lr 1e-3 cosine, 2000 updates', dict(steps=2000, eval_every=200, decay='cosine'))]
+              ('lr 1e-3 cosine, 2000 updates', dict(steps=2000, eval_every=200, decay='cosine')),
+              ('the preset: lr 3e-4, fake lr 1e-2, cosine, 2000 updates', dict(steps=2000, eval_every=200, lr=3e-4,
+                                                                                lr_fake=1e-2, decay='cosine'))]
 TIME_POINT = dict(steps=2000, eval_every=200, decay='cosine')
 
 
