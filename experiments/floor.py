@@ -431,7 +431,7 @@ def main(argv=None):
         lines.append('|---|---|---|')
         lines += [f'| [{a:.1f}, {b:.1f}) | {s:.3f} | {e:.3f} |' for a, b, s, e in rows]
         print('\n'.join(lines[-12:]), flush=True)
-    grids = {study: ablation_grid(base, cells) for study, cells in (('ablate', ABLATIONS), ('ratio', RATIO), ('uid', UID))
+    grids = {study: ablation_grid(base, cells) for study, cells in (('ablate', ABLATIONS), ('uid', UID))
              if study in studies}
     for grid in grids.values():                                 # one queue, in PRIORITY's order, then the rest
         for name, cfg in grid:
@@ -465,39 +465,24 @@ def ablation_grid(base, ablations):
 
 
 L = dict(steps=2000, eval_every=200)                            # the long cells: 2000 updates
-ABLATIONS = [                                                   # (name, overrides, seeds), in the order they run
+ABLATIONS = [                                                   # (name, overrides, seeds)
     ('lr 3e-4 constant', dict(L, lr=3e-4), (0, 1)),
-    ('lr 3e-4 cosine', dict(L, lr=3e-4, decay='cosine'), (0, 1)),
+    ('lr 3e-4 cosine', dict(L, lr=3e-4, decay='cosine'), (0,)),
     ('exact teacher, lr 3e-4 cosine', dict(L, lr=3e-4, decay='cosine', teacher='exact'), (0,)),
-    ('lr 1e-3 cosine', dict(L, decay='cosine'), (0, 1)),
+    ('lr 1e-3 cosine', dict(L, decay='cosine'), (0,)),
+    ('UID, lr 1e-3 cosine', dict(L, decay='cosine', alpha=1.0, beta=1.0), (0,)),
+    ('lr 1e-3 cosine, K 10', dict(L, decay='cosine', k=10), (0,)),
     ('lr 3e-4 cosine, fake lr 1e-3', dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine'), (0, 1)),
     ('lr 1e-4 cosine, fake lr 1e-3', dict(L, lr=1e-4, lr_fake=1e-3, decay='cosine'), (0,)),
-    ('lr 3e-4 cosine, fake lr 3e-3', dict(L, lr=3e-4, lr_fake=3e-3, decay='cosine'), (0,)),
-    ('lr 3e-4 cosine, fake lr 1e-3, t ~ 1-(1-u)^2', dict(L, lr=3e-4, lr_fake=1e-3, decay='cosine', tdist='high'), (0,)),
-    ('lr 1e-3 cosine, t ~ u^2 (towards data)', dict(L, decay='cosine', tdist='low'), (0,)),
-    ('lr 1e-3 cosine, t ~ 1-(1-u)^2 (towards noise)', dict(L, decay='cosine', tdist='high'), (0,)),
-    ('lr 1e-3 cosine, batch 128, 4000 updates', dict(L, decay='cosine', batch=128, steps=4000, eval_every=400), (0,)),
-    ('lr 1e-3 cosine, generator betas (0.9, 0.999)', dict(L, decay='cosine', betas_gen=(0.9, 0.999)), (0,)),
-    ('lr 1e-3 cosine, fake width 512', dict(L, decay='cosine', fake_hidden=512), (0,)),
-    ('lr 1e-3 cosine, K 10', dict(L, decay='cosine', k=10), (0,)),
-    ('lr 1e-3 cosine, warm-up 0', dict(L, decay='cosine', warmup=0), (0,)),
-    ('UID, lr 1e-3 cosine', dict(L, decay='cosine', alpha=1.0, beta=1.0), (0,)),
+    ('lr 3e-4 cosine, fake lr 3e-3', dict(L, lr=3e-4, lr_fake=3e-3, decay='cosine'), (0, 1)),
+    ('lr 1e-3 cosine, fake lr 1e-2', dict(L, lr=1e-3, lr_fake=1e-2, decay='cosine'), (0,)),
+    ('lr 3e-4 cosine, fake lr 1e-2 (the preset)', dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine'), (0, 1, 2)),
+    ('lr 3e-4 cosine, fake lr 3e-2', dict(L, lr=3e-4, lr_fake=3e-2, decay='cosine'), (0,)),
+    ('the preset, t ~ u^2 (towards data)', dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine', tdist='low'), (0,)),
+    ('the preset, t ~ 1-(1-u)^2 (towards noise)', dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine', tdist='high'), (0,)),
 ]
-PRIORITY = [('lr 3e-4 cosine, fake lr 1e-2', 1), ('lr 3e-4 cosine, fake lr 3e-2', 0), ('lr 1e-3 cosine, fake lr 1e-2', 0),
-            ('lr 3e-4 cosine, fake lr 1e-2', 2), ('lr 1e-4 cosine, fake lr 1e-2', 0),
-            ('lr 1e-3 cosine, K 10', 0), ('lr 3e-4 cosine, fake lr 1e-3', 1), ('lr 1e-4 cosine, fake lr 1e-3', 0),
-            ('lr 3e-4 cosine, fake lr 3e-3', 0), ('lr 1e-3 cosine, t ~ 1-(1-u)^2 (towards noise)', 0),
-            ('UID', 0), ('UID', 1), ('RealUID 0.98, 0.96', 2), ('UID', 2),
-            ('lr 1e-3 cosine, t ~ u^2 (towards data)', 0), ('lr 3e-4 cosine, fake lr 1e-3, t ~ 1-(1-u)^2', 0)]
-RATIO = [('lr 3e-4 cosine, fake lr 3e-3', dict(L, lr=3e-4, lr_fake=3e-3, decay='cosine'), (1,)),
-         ('lr 3e-4 cosine, fake lr 1e-2', dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine'), (0, 1, 2)),
-         ('lr 3e-4 cosine, fake lr 3e-2', dict(L, lr=3e-4, lr_fake=3e-2, decay='cosine'), (0,)),
-         ('lr 1e-3 cosine, fake lr 1e-2', dict(L, lr=1e-3, lr_fake=1e-2, decay='cosine'), (0,)),
-         ('lr 1e-4 cosine, fake lr 1e-2', dict(L, lr=1e-4, lr_fake=1e-2, decay='cosine'), (0,)),
-         ('lr 1e-4 cosine, fake lr 3e-3', dict(L, lr=1e-4, lr_fake=3e-3, decay='cosine'), (0,)),
-         ('lr 1e-3 cosine, fake lr 3e-3', dict(L, lr=1e-3, lr_fake=3e-3, decay='cosine'), (0,)),
-         ('lr 3e-5 cosine, fake lr 1e-3', dict(L, lr=3e-5, lr_fake=1e-3, decay='cosine'), (0,)),
-         ('lr 1e-4 cosine, fake lr 1e-3', dict(L, lr=1e-4, lr_fake=1e-3, decay='cosine'), (1,))]
+PRIORITY = []                                                   # (name, seed) to run first (the queue used to be
+                                                                # reordered here as results came in)
 T2 = dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine')             # the toy preset that follows from the ablations
 UID = [('RealUID 0.98, 0.96', T2, (0, 1, 2)), ('UID', dict(T2, alpha=1.0, beta=1.0), (0, 1, 2))]
 
