@@ -25,6 +25,8 @@ from interpolants import make_interpolant
 HERE = os.path.dirname(os.path.abspath(__file__))
 # A 400-step MLP teacher trains in ~5 s; its EMA (default decay 0.999) is warmed up, so it is a trained teacher.
 TOY_TEACHER = ['--teacher-steps', 400, '--hidden', 64]
+# the toy optimizer before issue 16 (one constant lr 1e-3): the bounds of the short toy runs below were measured with it
+TOY_LR = ['--lr', 1e-3, '--lr-fake', 1e-3, '--lr-decay', 'none']
 COND = ['--cond', '--alpha', 0.98, '--beta', 0.96]
 # a few cheap steps: small batch, few samples for the metrics, a 2-NFE teacher sampler for samples_teacher.png
 TOY_QUICK = ['--dataset', 'toy', *COND, '--batch-size', 64, '--k', 2, '--eval-samples', 256, '--nfe', 2]
@@ -127,7 +129,7 @@ def toy_cond(tmp_path_factory, one_thread):
     """The conditional toy run, teacher (400 UM steps) + 200 distillation steps; its teacher.pt serves the others."""
     out = tmp_path_factory.mktemp('toy_cond')
     # --ema 0.98 0.99: 200 steps are too few for the default decays (0.999^200 = 82% of the initialisation)
-    assert main('--dataset', 'toy', *COND, *TOY_TEACHER, '--steps', 200, '--eval-every', 100, '--batch-size', 128,
+    assert main('--dataset', 'toy', *COND, *TOY_TEACHER, *TOY_LR, '--steps', 200, '--eval-every', 100, '--batch-size', 128,
                 '--warmup', 20, '--ema', 0.98, 0.99, '--out', out) == 0
     return out
 
@@ -231,7 +233,7 @@ def test_toy_unconditional_generator_leaves_the_data_mean(tmp_path):
     # Unconditional, one Euler step of the flow maps all noise to ~E[x0] = 0, the centre of the ring of 8 modes:
     # swd 1.10-1.19. After 200 steps the best of generator/EMAs measured 0.18-0.19 (seeds 0-3), <= 0.17x the
     # initialisation; the bound 0.4x still fails a generator that stays collapsed or drifts away.
-    assert main('--dataset', 'toy', *TOY_TEACHER, '--steps', 200, '--eval-every', 200, '--batch-size', 128,
+    assert main('--dataset', 'toy', *TOY_TEACHER, *TOY_LR, '--steps', 200, '--eval-every', 200, '--batch-size', 128,
                 '--warmup', 20, '--ema', 0.98, 0.99, '--eval-samples', 2000, '--out', tmp_path) == 0
     init = record(tmp_path, 'distill', 0)['metrics']['generator']['swd']
     best = min(m['swd'] for m in record(tmp_path, 'distill', 200)['metrics'].values())
@@ -244,7 +246,7 @@ def test_normalized_realuid_from_the_cli_improves_on_its_initialisation(tmp_path
     # initialisation (swd ~1.27) measured 0.17 after 200 steps. (On the conditional toy, whose initialisation is
     # already 0.10 from the data, the normalized loss stays within noise of it: every sample's term has unit norm
     # however small the teacher-student gap, so its gradient is noisier; the README says so.)
-    assert main('--dataset', 'toy', '--loss', 'normalized', *TOY_TEACHER, '--steps', 200, '--eval-every', 200,
+    assert main('--dataset', 'toy', '--loss', 'normalized', *TOY_TEACHER, *TOY_LR, '--steps', 200, '--eval-every', 200,
                 '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99, '--eval-samples', 2000, '--out', tmp_path) == 0
     init = record(tmp_path, 'distill', 0)['metrics']['generator']['swd']
     best = min(m['swd'] for m in record(tmp_path, 'distill', 200)['metrics'].values())
@@ -320,7 +322,7 @@ def test_every_family_trains_a_teacher_and_distils_it(family, tmp_path):
     # 1/alpha(1) ~ 150) and the VE teacher did not learn (0.9): both fail every bound below.
     out = tmp_path / family
     assert main('--dataset', 'toy', '--cond', '--interpolant', family, '--alpha', 0.98, '--beta', 0.96, *TOY_TEACHER,
-                '--steps', 300, '--eval-every', 300, '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99,
+                *TOY_LR, '--steps', 300, '--eval-every', 300, '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99,
                 '--eval-samples', 2000, '--out', out) == 0
     teacher_swd = record(out, 'teacher', 0)['metrics']['teacher_nfe100']['swd']
     init = record(out, 'distill', 0)['metrics']['generator']['swd']
