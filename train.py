@@ -594,7 +594,7 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
                            gen=wrap(generator, args, device, ddp), fake=wrap(fake, args, device, ddp), fake_raw=fake,
                            head=head, fake_params=[*fake.parameters(), *(head.parameters() if head else [])])
     emas = EMAs({decay: copy.deepcopy(generator).requires_grad_(False) for decay in args.ema})
-    opt_fake, sched_fake = adam(nets.fake_params, args.lr_fake, args.warmup, (0.0, 0.999), args.lr_decay, args.k * args.steps)
+    opt_fake, sched_fake = adam(nets.fake_params, args.lr_fake, args.warmup, decay=args.lr_decay, total=args.k * args.steps)
     opt_gen, sched_gen = adam(generator.parameters(), args.lr, args.warmup, decay=args.lr_decay, total=args.steps)
     stateful = dict(generator=generator, fake=fake, emas=emas, opt_fake=opt_fake, opt_gen=opt_gen, sched_fake=sched_fake,
                     sched_gen=sched_gen, **(dict(head=head) if head else {}))
