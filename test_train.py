@@ -719,7 +719,8 @@ def assert_exact_resume(a, b, row_a, row_b):
 def test_resume_continues_exactly_toy(toy_teacher, tmp_path):
     # alpha < 1, so real batches are drawn; --cond, so labels are drawn; 10 + 10 steps cross no epoch (20 000
     # points / 64), which the image-folder test does
-    base = [*TOY_QUICK, '--teacher', toy_teacher, '--warmup', 15]     # the resume lands inside the warm-up
+    # constant lr: resume_check extends --steps from 10 to 20, and a decaying lr follows --steps (README: resume)
+    base = [*TOY_QUICK, '--teacher', toy_teacher, '--warmup', 15, '--lr-decay', 'none']   # resume inside the warm-up
     assert_exact_resume(*resume_check(tmp_path, base, 10))
 
 
@@ -897,3 +898,25 @@ def test_lr_decay_and_lr_fake_flags_reach_each_optimizer(tmp_path, monkeypatch):
     toy, cifar = train.get_args(['--dataset', 'toy']), train.get_args([])
     assert (toy.lr, toy.lr_fake, toy.lr_decay) == (3e-4, 1e-2, 'cosine')      # measured: experiments/README.md sec. 5
     assert (cifar.lr, cifar.lr_fake, cifar.lr_decay) == (3e-5, 3e-5, 'none')  # the paper's (App. D.1)
+
+
+def test_killed_run_with_a_decaying_lr_resumes_exactly(toy_teacher, tmp_path, monkeypatch):
+    # cosine over 20 updates, checkpoint at 10, a crash in update 15: --resume with the same flags lands on the
+    # same schedule (generator and fake lrs mid-decay), so every state and metric equals the uninterrupted run's
+    base = [*TOY_QUICK, '--teacher', toy_teacher, '--warmup', 4, '--lr-decay', 'cosine', '--steps', 20, '--eval-every', 10]
+    assert main(*base, '--out', tmp_path / 'full') == 0
+    real, calls = train.generator_update, []
+
+    def crash(*a, **k):
+        calls.append(1)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(train, 'generator_update', crash)
+    with pytest.raises(KeyboardInterrupt):
+        main(*base, '--out', tmp_path / 'split')
+    monkeypatch.setattr(train, 'generator_update', real)
+    assert load_ckpt(tmp_path / 'split')['step'] == 10
+    assert main(*base, '--out', tmp_path / 'split', '--resume') == 0
+    assert_exact_resume(load_ckpt(tmp_path / 'full'), load_ckpt(tmp_path / 'split'), record(tmp_path / 'full', 'distill', 20),
+                        record(tmp_path / 'split', 'distill', 20))
