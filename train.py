@@ -1,7 +1,7 @@
 """RealUID: distill a matching-model teacher into a one-step generator with real data (arXiv 2509.22459).
 
     python train.py --alpha 0.98 --beta 0.96 --cond                 # conditional CIFAR-10 (Table 2 setting)
-    python train.py --dataset toy --alpha 0.98 --beta 0.96 --cond   # 2-D toy, under a minute on 2 CPU cores
+    python train.py --dataset toy --alpha 0.98 --beta 0.96 --cond   # 2-D toy, about 2 minutes on 2 CPU cores
     torchrun --nproc_per_node=8 train.py ...                         # DDP; --batch-size stays the global batch
 
 Reads top to bottom: arguments -> data -> teacher (--teacher PATH, or trained here with the UM loss, Def. 1)
