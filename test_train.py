@@ -29,6 +29,8 @@ from interpolants import make_interpolant
 HERE = os.path.dirname(os.path.abspath(__file__))
 # A 400-step MLP teacher trains in ~5 s; its EMA (default decay 0.999) is warmed up, so it is a trained teacher.
 TOY_TEACHER = ['--teacher-steps', 400, '--hidden', 64]
+# the toy optimizer before issue 16 (one constant lr 1e-3): the bounds of the short toy runs below were measured with it
+TOY_LR = ['--lr', 1e-3, '--lr-fake', 1e-3, '--lr-decay', 'none']
 COND = ['--cond', '--alpha', 0.98, '--beta', 0.96]
 # a few cheap steps: small batch, few samples for the metrics, a 2-NFE teacher sampler for samples_teacher.png
 TOY_QUICK = ['--dataset', 'toy', *COND, '--batch-size', 64, '--k', 2, '--eval-samples', 256, '--nfe', 2]
@@ -113,7 +115,7 @@ def toy_cond(tmp_path_factory, one_thread):
     """The conditional toy run, teacher (400 UM steps) + 200 distillation steps; its teacher.pt serves the others."""
     out = tmp_path_factory.mktemp('toy_cond')
     # --ema 0.98 0.99: 200 steps are too few for the default decays (0.999^200 = 82% of the initialisation)
-    assert main('--dataset', 'toy', *COND, *TOY_TEACHER, '--steps', 200, '--eval-every', 100, '--batch-size', 128,
+    assert main('--dataset', 'toy', *COND, *TOY_TEACHER, *TOY_LR, '--steps', 200, '--eval-every', 100, '--batch-size', 128,
                 '--warmup', 20, '--ema', 0.98, 0.99, '--out', out) == 0
     return out
 
@@ -217,7 +219,7 @@ def test_toy_unconditional_generator_leaves_the_data_mean(tmp_path):
     # Unconditional, one Euler step of the flow maps all noise to ~E[x0] = 0, the centre of the ring of 8 modes:
     # swd 1.10-1.19. After 200 steps the best of generator/EMAs measured 0.18-0.19 (seeds 0-3), <= 0.17x the
     # initialisation; the bound 0.4x still fails a generator that stays collapsed or drifts away.
-    assert main('--dataset', 'toy', *TOY_TEACHER, '--steps', 200, '--eval-every', 200, '--batch-size', 128,
+    assert main('--dataset', 'toy', *TOY_TEACHER, *TOY_LR, '--steps', 200, '--eval-every', 200, '--batch-size', 128,
                 '--warmup', 20, '--ema', 0.98, 0.99, '--eval-samples', 2000, '--out', tmp_path) == 0
     init = record(tmp_path, 'distill', 0)['metrics']['generator']['swd']
     best = min(m['swd'] for m in record(tmp_path, 'distill', 200)['metrics'].values())
@@ -230,7 +232,7 @@ def test_normalized_realuid_from_the_cli_improves_on_its_initialisation(tmp_path
     # initialisation (swd ~1.27) measured 0.17 after 200 steps. (On the conditional toy, whose initialisation is
     # already 0.10 from the data, the normalized loss stays within noise of it: every sample's term has unit norm
     # however small the teacher-student gap, so its gradient is noisier; the README says so.)
-    assert main('--dataset', 'toy', '--loss', 'normalized', *TOY_TEACHER, '--steps', 200, '--eval-every', 200,
+    assert main('--dataset', 'toy', '--loss', 'normalized', *TOY_TEACHER, *TOY_LR, '--steps', 200, '--eval-every', 200,
                 '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99, '--eval-samples', 2000, '--out', tmp_path) == 0
     init = record(tmp_path, 'distill', 0)['metrics']['generator']['swd']
     best = min(m['swd'] for m in record(tmp_path, 'distill', 200)['metrics'].values())
@@ -336,7 +338,7 @@ def test_every_family_trains_a_teacher_and_distils_it(family, tmp_path):
     # 1/alpha(1) ~ 150) and the VE teacher did not learn (0.9): both fail every bound below.
     out = tmp_path / family
     assert main('--dataset', 'toy', '--cond', '--interpolant', family, '--alpha', 0.98, '--beta', 0.96, *TOY_TEACHER,
-                '--steps', 300, '--eval-every', 300, '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99,
+                *TOY_LR, '--steps', 300, '--eval-every', 300, '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99,
                 '--eval-samples', 2000, '--out', out) == 0
     teacher_swd = record(out, 'teacher', 0)['metrics']['teacher_nfe100']['swd']
     init = record(out, 'distill', 0)['metrics']['generator']['swd']
@@ -407,10 +409,10 @@ def test_nfe_zero_skips_the_teachers_reference_samples(toy_teacher, tmp_path):
 # ---------------------------------------------------------------------------------------------------- Algorithm 1, wired
 
 # Every flag these tests rely on is given (presets may change): conditional toy, alpha < 1 (so each fake update draws a
-# real batch), Adam at --lr 1e-3 with --clip 1, one evaluation at the end, no teacher samples. The learning rate has no
-# schedule but the linear warm-up; if a decay schedule is added, its off switch belongs in this list.
-WIRED = ['--dataset', 'toy', '--cond', '--alpha', 0.98, '--beta', 0.96, '--batch-size', 64, '--lr', 1e-3, '--clip', 1,
-         '--eval-samples', 64, '--nfe', 0]
+# real batch), Adam at --lr 1e-3 for both networks with --clip 1, one evaluation at the end, no teacher samples. The
+# learning rate has no schedule but the linear warm-up (--lr-decay none: the toy preset anneals; tested on its own).
+WIRED = ['--dataset', 'toy', '--cond', '--alpha', 0.98, '--beta', 0.96, '--batch-size', 64, '--lr', 1e-3, '--lr-fake', 1e-3,
+         '--lr-decay', 'none', '--clip', 1, '--eval-samples', 64, '--nfe', 0]
 
 
 def spy_updates(monkeypatch):
@@ -816,7 +818,8 @@ def test_finetune_takes_its_own_learning_rate_unless_one_is_given():
     assert (train.get_args(base).lr, train.get_args(base).warmup) == (1e-5, 0)              # App. D.2
     assert train.get_args([*base, '--lr=2e-5']).lr == 2e-5
     assert train.get_args([*base, '--lr', '1e-5', '--warmup', '7']).warmup == 7
-    assert train.get_args(['--dataset', 'toy']).lr == 1e-3
+    assert train.get_args(['--dataset', 'toy']).lr == 3e-4
+    assert train.get_args(base).lr_fake == 1e-5 and train.get_args([*base, '--lr-fake', '1e-4']).lr_fake == 1e-4
 
 
 # ---------------------------------------------------------------------------------------------------- checkpoints, resume, NaN
@@ -854,7 +857,8 @@ def assert_exact_resume(a, b, row_a, row_b):
 def test_resume_continues_exactly_toy(toy_teacher, tmp_path):
     # alpha < 1, so real batches are drawn; --cond, so labels are drawn; 10 + 10 steps cross no epoch (20 000
     # points / 64), which the image-folder test does
-    base = [*TOY_QUICK, '--teacher', toy_teacher, '--warmup', 15]     # the resume lands inside the warm-up
+    # constant lr: resume_check extends --steps from 10 to 20, and a decaying lr follows --steps (README: resume)
+    base = [*TOY_QUICK, '--teacher', toy_teacher, '--warmup', 15, '--lr-decay', 'none']   # resume inside the warm-up
     assert_exact_resume(*resume_check(tmp_path, base, 10))
 
 
@@ -1257,3 +1261,56 @@ def test_evaluation_samples_show_progress(toy_teacher, tmp_path, monkeypatch, ca
                                                             'samples of generator 1000/1200',
                                                             'samples of generator 1200/1200']
     assert 'samples/s | ETA ' in generator[0] and 'done in' in generator[-1]
+
+
+@pytest.mark.parametrize('decay, at_8, at_11', [('cosine', 0.5, 0.5 + 0.5 * math.cos(7 * math.pi / 8)),
+                                               ('linear', 0.5, 1 / 8), ('none', 1.0, 1.0)])
+def test_lr_decay_follows_the_warm_up_then_anneals_to_zero_at_total(decay, at_8, at_11):
+    # warm-up 4 of total 12: lr (s+1)/4 for s < 4 exactly as before, then the decay over the 8 remaining steps
+    opt, sched = train.adam([torch.zeros(1, requires_grad=True)], 2.0, 4, decay=decay, total=12)
+    lrs = []
+    for _ in range(12):
+        lrs.append(opt.param_groups[0]['lr'])
+        opt.step()
+        sched.step()
+    assert lrs[:5] == [0.5, 1.0, 1.5, 2.0, 2.0]
+    assert lrs[8] == pytest.approx(2 * at_8) and lrs[11] == pytest.approx(2 * at_11)
+    assert opt.param_groups[0]['lr'] == pytest.approx(0.0 if decay != 'none' else 2.0, abs=1e-12)
+
+
+def test_lr_decay_and_lr_fake_flags_reach_each_optimizer(tmp_path, monkeypatch):
+    # the generator anneals over --steps at --lr, the fake over K * --steps at --lr-fake
+    seen = {}                                                   # lr of every optimizer step, per optimizer
+    step = train.optimizer_step
+    monkeypatch.setattr(train, 'optimizer_step', lambda loss, opt, *a: seen.setdefault(id(opt), []).append(
+        opt.param_groups[0]['lr']) or step(loss, opt, *a))
+    assert main(*TOY_QUICK, '--teacher-steps', 1, '--hidden', 16, '--steps', 6, '--warmup', 2, '--lr', 1e-3,
+                '--lr-fake', 2e-3, '--lr-decay', 'linear', '--eval-samples', 16, '--out', tmp_path) == 0
+    teacher, fake, gen = seen.values()                          # in order of first use; k = 2 fake steps per update
+    assert gen == pytest.approx([1e-3 * v for v in (0.5, 1.0, 1.0, 0.75, 0.5, 0.25)])
+    assert fake == pytest.approx([2e-3 * v for v in [0.5, 1.0] + [1 - i / 10 for i in range(10)]])
+    toy, cifar = train.get_args(['--dataset', 'toy']), train.get_args([])
+    assert (toy.lr, toy.lr_fake, toy.lr_decay) == (3e-4, 1e-2, 'cosine')      # measured: experiments/README.md sec. 5
+    assert (cifar.lr, cifar.lr_fake, cifar.lr_decay) == (3e-5, 3e-5, 'none')  # the paper's (App. D.1)
+
+
+def test_killed_run_with_a_decaying_lr_resumes_exactly(toy_teacher, tmp_path, monkeypatch):
+    # cosine over 20 updates, checkpoint at 10, a crash in update 15: --resume with the same flags lands on the
+    # same schedule (generator and fake lrs mid-decay), so every state and metric equals the uninterrupted run's
+    base = [*TOY_QUICK, '--teacher', toy_teacher, '--warmup', 4, '--lr-decay', 'cosine', '--steps', 20, '--eval-every', 10]
+    assert main(*base, '--out', tmp_path / 'full') == 0
+    real, calls = train.generator_update, []
+
+    def crash(*a, **k):
+        calls.append(1)
+        if len(calls) == 15:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(train, 'generator_update', crash)
+    with pytest.raises(KeyboardInterrupt):
+        main(*base, '--out', tmp_path / 'split')
+    monkeypatch.setattr(train, 'generator_update', real)
+    assert load_ckpt(tmp_path / 'split')['step'] == 10
+    assert main(*base, '--out', tmp_path / 'split', '--resume') == 0
+    assert_exact_resume(load_ckpt(tmp_path / 'full'), load_ckpt(tmp_path / 'split'), record(tmp_path / 'full', 'distill', 20),
+                        record(tmp_path / 'split', 'distill', 20))

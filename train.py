@@ -1,7 +1,7 @@
 """RealUID: distill a matching-model teacher into a one-step generator with real data (arXiv 2509.22459).
 
     python train.py --alpha 0.98 --beta 0.96 --cond                 # conditional CIFAR-10 (Table 2 setting)
-    python train.py --dataset toy --alpha 0.98 --beta 0.96 --cond   # 2-D toy, under a minute on 2 CPU cores
+    python train.py --dataset toy --alpha 0.98 --beta 0.96 --cond   # 2-D toy, about 2 minutes on 2 CPU cores
     torchrun --nproc_per_node=8 train.py ...                         # DDP; --batch-size stays the global batch
 
 Reads top to bottom: arguments -> data -> teacher (--teacher PATH, or trained here with the UM loss, Def. 1)
@@ -29,12 +29,13 @@ import losses
 import models
 from interpolants import INTERPOLANTS, make_interpolant
 
-# Per-dataset defaults for every flag left unset: the paper's (App. D.1, D.3) for images, a CPU budget for toy.
+# Per-dataset defaults for every flag left unset: the paper's (App. D.1, D.3) for images; toy: measured (README).
 PRESETS = {
-    'cifar10': dict(image_size=32, batch_size=256, lr=3e-5, steps=400_000, teacher_steps=400_000, teacher_lr=2e-4,
-                    teacher_batch_size=128, eval_every=10_000, fid_samples=50_000, channels=128, ema=[0.999, 0.9996, 0.9999]),
-    'toy': dict(batch_size=256, lr=1e-3, steps=600, teacher_steps=3_000, teacher_lr=2e-3, teacher_batch_size=512,
-                eval_every=300, fid_samples=0, warmup=100, ema=[0.99, 0.995, 0.999]),   # EMAs for 600 updates
+    'cifar10': dict(image_size=32, batch_size=256, lr=3e-5, lr_decay='none', steps=400_000, teacher_steps=400_000,
+                    teacher_lr=2e-4, teacher_batch_size=128, eval_every=10_000, fid_samples=50_000, channels=128,
+                    ema=[0.999, 0.9996, 0.9999]),
+    'toy': dict(batch_size=256, lr=3e-4, lr_fake=1e-2, lr_decay='cosine', steps=2000, teacher_steps=3_000, teacher_lr=2e-3,
+                teacher_batch_size=512, eval_every=500, fid_samples=0, warmup=100, ema=[0.99, 0.995, 0.999]),
 }
 PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000, teacher_batch_size=64)
 PRESETS['folder'] = PRESETS['cifar10']
@@ -104,8 +105,10 @@ def get_args(argv=None):
     a('--steps', type=NONNEG, default=None, help='generator updates; each follows K fake updates')
     a('--k', type=COUNT, default=5, help='fake updates per generator update (Algorithm 1)')
     a('--batch-size', type=COUNT, default=None, help='global batch over all ranks')
-    a('--lr', type=RATE, default=None, help='Adam learning rate of generator and fake (1e-5 with --finetune)')
+    a('--lr', type=RATE, default=None, help='Adam learning rate of the generator (1e-5 with --finetune)')
+    a('--lr-fake', type=RATE, default=None, help="the fake's (default --lr, as in the paper; toy: 1e-2)")
     a('--warmup', type=NONNEG, default=None, help='linear learning-rate warm-up steps (default 500, 0 for --finetune)')
+    a('--lr-decay', choices=['none', 'cosine', 'linear'], default=None, help='after warm-up, to 0 at --steps (toy: cosine)')
     a('--clip', type=RATE, default=1.0, help='gradient-norm clipping of both networks')
     a('--ema', type=DECAY, nargs='+', default=None, help='EMA decays of the generator (toy: 0.99 0.995 0.999)')
     a('--finetune', default=None, metavar='CKPT', help="fine-tuning stage: generator from CKPT's EMA, fake from teacher")
@@ -133,10 +136,11 @@ def get_args(argv=None):
     args = p.parse_args(argv)
     if args.finetune:                                           # App. D.2: fine-tuning at lr 1e-5, no warm-up
         args.lr, args.warmup = args.lr or 1e-5, 0 if args.warmup is None else args.warmup
+        args.lr_fake = args.lr_fake or args.lr                  # both nets at the fine-tuning lr unless given
     for key, value in PRESETS[args.dataset].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    args.warmup = 500 if args.warmup is None else args.warmup
+    args.warmup, args.lr_fake = 500 if args.warmup is None else args.warmup, args.lr_fake or args.lr
     if args.dataset != 'toy':                                   # models.UNet's own checks, without allocating it
         try:
             with torch.device('meta'):
@@ -174,6 +178,8 @@ def get_args(argv=None):
     recorded = next((load_checkpoint(path, 'checkpoint').get('args') for path in (os.path.join(args.out, 'ckpt.pt'),
                      os.path.join(args.out, 'teacher_ckpt.pt')) if args.resume and os.path.isfile(path)), None) or {}
     changed = sorted(k for k in recorded.keys() & vars(args).keys() - RESUMABLE if recorded[k] != getattr(args, k))
+    if recorded.get('steps', args.steps) != args.steps and args.lr_decay != 'none':    # allowed, but not silently
+        print(f'train.py: --steps {args.steps} (was {recorded["steps"]}): the lr decays over the new --steps from here')
     if changed:                                                 # the run would silently become another one
         p.error(f'--resume with other flags than {args.out} was run with: ' + ', '.join(
             f'--{k.replace("_", "-")} {getattr(args, k)} (was {recorded[k]})' for k in changed))
@@ -291,11 +297,14 @@ def ema_update(ema, net, decay):
     torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)   # one kernel per group, not per tensor
 
 
-def adam(params, lr, warmup, betas=(0.9, 0.999)):
-    """Adam with a linear learning-rate warm-up over `warmup` steps -> (optimizer, scheduler)."""
+def adam(params, lr, warmup, betas=(0.0, 0.999), decay='none', total=1):
+    """Adam (App. D.1: beta1 = 0; fused on CUDA); lr linear over `warmup` steps, then constant or 'cosine'/'linear'
+    to 0 at `total`."""
     params = list(params)
-    opt = torch.optim.Adam(params, lr=lr, betas=betas, fused=params[0].is_cuda or None)   # fused: one kernel (CUDA)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0)
+    opt = torch.optim.Adam(params, lr=lr, betas=betas, fused=params[0].is_cuda or None)
+    shape = dict(none=lambda p: 1.0, linear=lambda p: 1 - p, cosine=lambda p: 0.5 + 0.5 * math.cos(math.pi * p))[decay]
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: (step + 1) / warmup if step < warmup else
+                                                  shape(min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
 def save_atomic(obj, path):
@@ -462,7 +471,7 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
     net = models.build_model(config).to(device)
     model = wrap(interp.precondition(net), args, device, ddp)
     ema = copy.deepcopy(net).requires_grad_(False)             # after wrap: its layout (--compile: channels_last)
-    opt, sched = adam(net.parameters(), args.teacher_lr, min(args.warmup, args.teacher_steps // 10))
+    opt, sched = adam(net.parameters(), args.teacher_lr, min(args.warmup, args.teacher_steps // 10), (0.9, 0.999))
     if args.teacher_keep:                                       # the first round(f n_c) items of class c
         labels = torch.as_tensor(dataset.tensors[1] if hasattr(dataset, 'tensors') else dataset.targets)
         keep = torch.cat([i[:round(f * len(i))] for c, f in enumerate(args.teacher_keep) for i in [(labels == c).nonzero()[:, 0]]])
@@ -604,8 +613,8 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
                            gen=wrap(generator, args, device, ddp), fake=wrap(fake, args, device, ddp), fake_raw=fake,
                            head=head, fake_params=[*fake.parameters(), *(head.parameters() if head else [])])
     emas = EMAs({decay: copy.deepcopy(generator).requires_grad_(False) for decay in args.ema})
-    opt_fake, sched_fake = adam(nets.fake_params, args.lr, args.warmup, betas=(0.0, 0.999))  # App. D.1: beta1 = 0
-    opt_gen, sched_gen = adam(generator.parameters(), args.lr, args.warmup, betas=(0.0, 0.999))
+    opt_fake, sched_fake = adam(nets.fake_params, args.lr_fake, args.warmup, decay=args.lr_decay, total=args.k * args.steps)
+    opt_gen, sched_gen = adam(generator.parameters(), args.lr, args.warmup, decay=args.lr_decay, total=args.steps)
     stateful = dict(generator=generator, fake=fake, emas=emas, opt_fake=opt_fake, opt_gen=opt_gen, sched_fake=sched_fake,
                     sched_gen=sched_gen, **(dict(head=head) if head else {}))
     data = Batches(dataset, args.batch_size, args.seed, rank, world, device, args.dataset == 'cifar10', args.workers)
