@@ -391,10 +391,6 @@ def stop_if_not_finite(pending, ckpt_path):
     return [values for _, values in rows]
 
 
-def progress(log, phase, step, total, rate, **values):
-    log(fid.line(phase, step, total, rate, **values))
-
-
 # ---------------------------------------------------------------------------------------------------- evaluation
 
 def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
@@ -499,8 +495,8 @@ def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, 
         if (log_now := time.time() - last > args.log_every or step == args.teacher_steps) or step % args.eval_every == 0:
             values = stop_if_not_finite(pending, ckpt_path)[-1]  # one host sync, only to log or checkpoint
         if log_now:
-            progress(log, 'teacher', step, args.teacher_steps, (step - start) / (time.time() - t0), loss=values['teacher'],
-                     grad=values['grad'])
+            log(fid.line('teacher', step, args.teacher_steps, (step - start) / (time.time() - t0), loss=values['teacher'],
+                         grad=values['grad']))
             last = time.time()
         if step % args.eval_every == 0 and step < args.teacher_steps:
             save_state(ckpt_path, step, stateful, data, device, ddp, world, rank, args=vars(args), model=config)
@@ -667,7 +663,7 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
             sums, count, peak = {k: sums.get(k, 0.0) + v for k, v in values.items()}, count + 1, max(peak, values['gen_grad'])
         seconds += time.time() - t0
         if log_now:
-            progress(log, 'distill', step, args.steps, count / max(seconds, 1e-9), **values)
+            log(fid.line('distill', step, args.steps, count / max(seconds, 1e-9), **values))
             last = time.time()
         if eval_now or step == args.steps:
             checkpoint(step)
@@ -728,6 +724,7 @@ def main(argv=None):
     finally:
         if created and rank == 0 and os.path.isdir(args.out) and not os.listdir(args.out):
             os.rmdir(args.out)
+
 
 if __name__ == '__main__':
     main()
