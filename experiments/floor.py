@@ -324,11 +324,8 @@ def end_state(cfg):
     return torch.load(path)
 
 
-def lag(cfg, converge=3000, n=16_384):
-    """1b: the running fake at the end of cfg's run vs fakes trained to convergence on that frozen generator (a fresh
-    one from random init, and the running one continued). RealUM on a large fixed draw (lower = closer to the
-    generator's field), and the generator's gradient on it: cosine and relative error against the converged fake's,
-    next to those of one minibatch of 256 (the noise every update already has)."""
+def end_nets(cfg):
+    """cfg's run at its end -> (its end state, interp, teacher, generator (trainable), running fake, fake's config)."""
     torch.set_num_threads(1)
     r = end_state(cfg)
     interp, net, teacher = load(cfg)
@@ -336,8 +333,17 @@ def lag(cfg, converge=3000, n=16_384):
     generator = models.Generator(copy.deepcopy(net), interp)
     generator.load_state_dict(r['state']['generator'])
     generator.requires_grad_(True)
-    running = models.build_model(config)
-    running.load_state_dict(r['state']['fake'])
+    fake = models.build_model(config)
+    fake.load_state_dict(r['state']['fake'])
+    return r, interp, teacher, generator, fake, config
+
+
+def lag(cfg, converge=3000, n=16_384):
+    """1b: the running fake at the end of cfg's run vs fakes trained to convergence on that frozen generator (a fresh
+    one from random init, and the running one continued). RealUM on a large fixed draw (lower = closer to the
+    generator's field), and the generator's gradient on it: cosine and relative error against the converged fake's,
+    next to those of one minibatch of 256 (the noise every update already has)."""
+    r, interp, teacher, generator, running, config = end_nets(cfg)
     cont = train_fake(cfg, interp, generator, copy.deepcopy(running), converge, cfg['lr_fake'] or cfg['lr'], 11)
     torch.manual_seed(12)
     fresh = train_fake(cfg, interp, generator, models.build_model(config), converge, 1e-3, 12)
@@ -358,15 +364,7 @@ def where_in_t(cfg, bins=10, n=20_000):
     """1d: where in t the generator's gradient comes from, at the end of cfg's run with a converged fake: per t bin,
     its share of the full-batch gradient (projection on it; the shares sum to 1) and of the per-sample gradient
     energy at the generator's output (the noise), mean ||dl/dx||^2 share."""
-    torch.set_num_threads(1)
-    r = end_state(cfg)
-    interp, net, teacher = load(cfg)
-    config = dict(kind='mlp', dim=2, hidden=cfg['fake_hidden'], num_layers=3, num_classes=8 if cfg['cond'] else None)
-    generator = models.Generator(copy.deepcopy(net), interp)
-    generator.load_state_dict(r['state']['generator'])
-    generator.requires_grad_(True)
-    fake = models.build_model(config)
-    fake.load_state_dict(r['state']['fake'])
+    _, interp, teacher, generator, fake, _ = end_nets(cfg)
     fake = train_fake(cfg, interp, generator, fake, 2000, cfg['lr_fake'] or cfg['lr'], 13)
     for p in fake.parameters():
         p.requires_grad_(False)
