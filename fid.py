@@ -354,15 +354,15 @@ def read_stats(path):
 
 
 def dataset_stats(name, data, cache_dir, resolution, split='train', batch_size=100, net=None, device='cpu',
-                  weights=None, log=None):
+                  get_net=None, log=None):
     """(mu, sigma) of a Dataset or DataLoader of images in [-1, 1], cached as cache_dir/name-resolution-split.npz.
-    A cached file is checked (read_stats) before the network (`net`, else load_inception(weights)) is loaded."""
+    A cached file is checked (read_stats) and no network is needed; else `net`, or get_net(), or load_inception()."""
     path = os.path.join(cache_dir, f'{name}-{resolution}-{split}.npz')
     if os.path.isfile(path):
         return read_stats(path)
     if isinstance(data, torch.utils.data.Dataset):
         data = torch.utils.data.DataLoader(data, batch_size=batch_size)
-    net = load_inception(weights, device) if net is None else net
+    net = net if net is not None else get_net() if get_net else load_inception(device=device)
     mu, sigma = feature_stats(inception_features(net, data, device, len(data.dataset), log))
     os.makedirs(cache_dir, exist_ok=True)
     tmp = f'{path}.{os.getpid()}.tmp.npz'

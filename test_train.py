@@ -1314,3 +1314,22 @@ def test_killed_run_with_a_decaying_lr_resumes_exactly(toy_teacher, tmp_path, mo
     assert main(*base, '--out', tmp_path / 'split', '--resume') == 0
     assert_exact_resume(load_ckpt(tmp_path / 'full'), load_ckpt(tmp_path / 'split'), record(tmp_path / 'full', 'distill', 20),
                         record(tmp_path / 'split', 'distill', 20))
+
+
+def test_inception_loads_once_when_the_fid_reference_is_computed(image_folder, tmp_path, monkeypatch):
+    # no cached reference: fid.dataset_stats computes it with the network the generator's FID then uses (it was
+    # loaded twice, once inside dataset_stats and once for the samples); a cached one needs no network at all
+    loads = []
+
+    def load_inception(*args, **kwargs):
+        loads.append(args)
+        return lambda x: x.flatten(1)[:, :4]
+    monkeypatch.setattr(train.fid, 'load_inception', load_inception)
+    argv = ['--dataset', 'folder', '--data-dir', image_folder, *IMAGE_QUICK, '--eval-samples', 8, '--fid-samples', 7,
+            '--steps', 0, '--nfe', 0]
+    assert main(*argv, '--out', tmp_path / 'a') == 0
+    assert len(loads) == 1 and os.path.isfile(tmp_path / 'a' / 'folder-16-train.npz')
+    os.makedirs(tmp_path / 'b')
+    shutil.copy(tmp_path / 'a' / 'folder-16-train.npz', tmp_path / 'b')
+    assert main(*argv, '--out', tmp_path / 'b') == 0
+    assert len(loads) == 2                                      # the samples' FID only

@@ -12,6 +12,7 @@ steps, from which --resume continues exactly (the teacher phase too).
 import argparse
 import contextlib
 import copy
+import functools
 import json
 import math
 import os
@@ -412,8 +413,10 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
             cache = (os.path.join(args.data_dir, 'fid_stats') if args.dataset == 'cifar10' and
                      os.access(args.data_dir, os.W_OK) else args.out)
             loader = torch.utils.data.DataLoader(dataset, batch_size=250, num_workers=args.workers)
-            fid_ref = fid.dataset_stats(args.dataset, loader, cache, args.image_size, device=device, weights=args.fid_weights, log=log)
-            inception = fid.load_inception(args.fid_weights, device)
+            get_inception = functools.cache(lambda: fid.load_inception(args.fid_weights, device))    # loaded once
+            fid_ref = fid.dataset_stats(args.dataset, loader, cache, args.image_size, device=device, get_net=get_inception,
+                                        log=log)
+            inception = get_inception()
     except fid.InceptionWeightsNotFound as e:
         log(f'FID disabled: {e}')
     except ValueError as e:
