@@ -5,6 +5,7 @@ only conftest.py: a second one (e.g. in experiments/) would replace this module 
 """
 import math
 import os
+import pickle
 import zlib
 
 import numpy as np
@@ -97,6 +98,47 @@ def exit_code(main):
             return e.code
         return 0
     return run
+
+
+def write_fake_cifar10(root, per_batch=8, seed=0):
+    """cifar-10-batches-py/ in torchvision's layout -> (train images uint8 (N, 32, 32, 3), train labels).
+
+    Real CIFAR-10 pickles are Python 2 dicts with str keys ('data', 'labels', 'label_names'); torchvision loads
+    them with encoding='latin1' and indexes with str keys, so a Python 3 pickle must use str keys (bytes keys
+    b'data' would stay bytes and fail with KeyError).
+    """
+    rng = np.random.default_rng(seed)
+    folder = os.path.join(root, 'cifar-10-batches-py')
+    os.makedirs(folder)
+    images, labels = [], []
+    for name in [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)   # (N, 3 * 32 * 32), channel-major rows
+        data[0, :3] = [0, 255, 128]                                        # first red pixels: the extremes, and one between
+        y = rng.integers(0, 10, per_batch).tolist()
+        with open(os.path.join(folder, name), 'wb') as f:
+            pickle.dump({'batch_label': name, 'data': data, 'labels': y}, f)
+        if name != 'test_batch':
+            images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+            labels += y
+    with open(os.path.join(folder, 'batches.meta'), 'wb') as f:
+        pickle.dump({'label_names': ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
+                                     'truck'], 'num_cases_per_batch': per_batch, 'num_vis': 3072}, f)
+    return np.concatenate(images), labels
+
+
+@pytest.fixture
+def fake_cifar10(tmp_path, monkeypatch):
+    # the files are ours, so their md5s are not CIFAR-10's: check existence only (both the data files and the
+    # meta file go through torchvision.datasets.cifar.check_integrity); and never download
+    monkeypatch.setattr(torchvision.datasets.cifar, 'check_integrity', lambda path, md5=None: os.path.isfile(path))
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, 'download', no_download)
+    root = tmp_path / 'cifar'
+    images, labels = write_fake_cifar10(root)
+    return root, images, labels
+
+
+def no_download(self):
+    raise OSError('network access is disabled in the tests')
 
 
 # ---------------------------------------------------------------------------------------------------- Inception

@@ -229,24 +229,6 @@ def uint8_to_images(pixels):
     return torch.as_tensor(pixels).movedim(-1, -3).float() / 255 * 2 - 1
 
 
-PIXELS = (torch.arange(256.) / 255 - 0.5) / 0.5  # uint8 -> [-1, 1] bit for bit as ToTensor + Normalize(0.5, 0.5)
-
-
-def decode_once(dataset, max_bytes, workers=0):
-    """(x uint8 (N, C, H, W), y) of a dataset of (image in [-1, 1], label) in one pass, for a training loop to hold
-    on its device and decode a batch as PIXELS[x[i].long()], bit for bit the dataset's values; None above max_bytes
-    of pixels or when an image is not exactly PIXELS of a uint8 one (a transform other than ToTensor + Normalize)."""
-    if len(dataset) * dataset[0][0].numel() > max_bytes:
-        return None
-    xs, ys = [], []
-    for x, y in torch.utils.data.DataLoader(dataset, 500, num_workers=workers, generator=torch.Generator()):
-        xs.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
-        if not torch.equal(PIXELS[xs[-1].long()], x):
-            return None
-        ys.append(torch.as_tensor(y))
-    return torch.cat(xs), torch.cat(ys)
-
-
 def save_grid(images, classes, path):
     """Images (N, 3, H, W) in [-1, 1] or uint8 (N, H, W, 3) as one PNG grid: with `classes` C, row c holds samples
     c, c + C, ... (label i mod C: class c), up to 10 a row; else the first 100 in rows of 10."""
@@ -285,17 +267,22 @@ class Progress:
         self.start = self.done = self.count = start
         self.rate, self.end = None, end
 
+    def due(self, done):
+        """Whether a call with `done` would print a line now (a training loop reads its losses only then)."""
+        return self.log is not None and (time.time() - self.last >= self.every or done >= self.total and self.end)
+
     def __call__(self, done, **values):
-        now = time.time()
-        if self.log is None or now - self.last < self.every and (done < self.total or not self.end):
+        if not self.due(done):
             return
+        now = time.time()
         rate = (done - self.done) / max(now - self.last, 1e-9)  # an interval without progress counts too, once started
         if done > self.done or self.rate is not None:
             self.rate = rate if self.rate is None else self.smoothing * rate + (1 - self.smoothing) * self.rate
         self.last, self.done, self.end = now, done, True
+        average = (done - self.start) / max(now - self.t0, 1e-9)
         self.log(line(self.what, done, self.total, self.rate or 0.0, self.unit, **values) if done < self.total else
-                 f'{self.what} {done}/{self.total} | {(done - self.start) / max(now - self.t0, 1e-9):.3g} {self.unit}/s | '
-                 f'done in {now - self.t0:.0f}s')
+                 line(self.what, done, self.total, average, self.unit, **values).split(' | ETA')[0]
+                 + f' | done in {now - self.t0:.0f}s')
         self.log = None if done >= self.total else self.log  # the end is said once
 
     def add(self, k=1, result=None):
@@ -306,7 +293,7 @@ class Progress:
 
 
 def line(what, done, total, rate, unit='it', **values):
-    """'WHAT done/total | k v ... | RATE UNIT/s | ETA m': Progress's line, and train.py's."""
+    """'WHAT done/total | k v ... | RATE UNIT/s | ETA m': Progress's line."""
     vals = f' | {" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())}' if values else ''
     seconds = (total - done) / rate if rate > 0 else math.inf      # no rate yet, or none lately: '?'
     eta = '?' if seconds == math.inf else f'{seconds / 60:.1f} min' if seconds >= 60 else f'{seconds:.0f} s'
@@ -365,9 +352,7 @@ def dataset_stats(name, data, cache_dir, resolution, split='train', batch_size=1
     net = net if net is not None else get_net() if get_net else load_inception(device=device)
     mu, sigma = feature_stats(inception_features(net, data, device, len(data.dataset), log))
     os.makedirs(cache_dir, exist_ok=True)
-    tmp = f'{path}.{os.getpid()}.tmp.npz'
-    np.savez(tmp, mu=mu, sigma=sigma)
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    write_atomic(path, lambda f: np.savez(f, mu=mu, sigma=sigma))  # a concurrent reader never sees half a file
     return mu, sigma
 
 
@@ -383,30 +368,6 @@ class ImageFolder(torch.utils.data.Dataset):
     def __getitem__(self, i):
         image = to_tensor(read_image(self.files[i])) * 2 - 1  # (3, H, W)
         return F.interpolate(image[None], size=(299, 299), mode='bilinear', align_corners=False, antialias=False)[0]
-
-
-class FlatFolder(torchvision.datasets.ImageFolder):
-    """A folder of images without class subfolders (the official CelebA layout): one class, label 0."""
-    def find_classes(self, directory):
-        return [''], {'': 0}
-
-
-def image_folder(root, transform=None, classes=True):
-    """(image, label) dataset of root's class folders (classes), else of all its images as class 0, read by read_image;
-    only image_files (linked folders are not entered). Its .loose: the images directly in root, in no class folder
-    (not used). ValueError in one line when root or its images are missing."""
-    if not os.path.isdir(root):
-        raise ValueError(f'image folder {root} does not exist')
-    files = {f for d in ([d.path for d in os.scandir(root) if d.is_dir()] if classes else [root]) for f in image_files(d)}
-    try:
-        data = (torchvision.datasets.ImageFolder if classes else FlatFolder)(root, transform, loader=read_image,
-                                                                              is_valid_file=files.__contains__)
-    except (FileNotFoundError, RuntimeError):
-        raise ValueError(f'no images ({", ".join(sorted(IMAGE_EXTENSIONS))}) found in '
-                         f'{"the class folders of " * classes}{root}') from None
-    data.loose = [f.name for f in os.scandir(root) if classes and f.is_file() and os.path.splitext(f.name)[1].lower()
-                  in IMAGE_EXTENSIONS]
-    return data
 
 
 def cifar10(data_dir, transform=None, train=True):
@@ -471,6 +432,19 @@ def read_npz(path):
     except Exception as error:  # BadZipFile, pickled object arrays, OSError, an .npy file named .npz, ...
         reason = ' '.join(str(error).split()) or type(error).__name__
         raise ValueError(f'{path}: cannot read .npz ({reason})') from error
+
+
+def write_atomic(path, write):
+    """write(f) into a binary file beside path, then rename it to path: a reader never sees half a file, and a write
+    that fails (an error, an interrupt) leaves the previous file and no temporary one (a kill leaves PATH.PID.tmp)."""
+    tmp = f'{path}.{os.getpid()}.tmp'  # the process's own: two writers of one path never share a temporary file
+    try:
+        with open(tmp, 'wb') as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def path_stats(path, get_net, batch_size=50, device='cpu', log=None):
@@ -559,14 +533,8 @@ def main(argv=None):
         sources = [open_path(path, args.batch_size) for path in args.paths]
         sources += [open_cifar10(args.data_dir, args.batch_size)] if args.dataset else []
         stats = [source(get_net, args.device, functools.partial(print, flush=True)) for source in sources]
-        if args.save_stats:
-            tmp = f'{args.save_stats}.{os.getpid()}.tmp.npz'
-            try:
-                np.savez(tmp, mu=stats[0][0], sigma=stats[0][1])
-                os.replace(tmp, args.save_stats)  # atomic: a killed run leaves no half-written statistics
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+        if args.save_stats:  # a killed run leaves no half-written statistics
+            write_atomic(args.save_stats, lambda f: np.savez(f, mu=stats[0][0], sigma=stats[0][1]))
             return
         (a, b), (mu_a, mu_b) = args.paths + ['cifar10'] * bool(args.dataset), (len(stats[0][0]), len(stats[1][0]))
         if mu_a != mu_b:

@@ -413,10 +413,10 @@ def load_teacher(path, device='cpu', ema_key=None, teachers_only=False, **overri
     return net.to(device).eval().requires_grad_(False), info
 
 
-def save_teacher(path, net, model_config, extra=None):
-    # our format {'teacher': state dict, 'config': {'model': model_config, ...extra['config']}, ...extra}, atomic
+def save_teacher(f, net, model_config, extra=None):
+    # our format {'teacher': state dict, 'config': {'model': model_config, ...extra['config']}, ...extra} to f, a path
+    # or a binary file (torch.save's); train.py writes it through fid.write_atomic, so a kill leaves no half file
     extra = dict(extra or {})
     ckpt = {**extra, 'teacher': strip_prefixes(net.state_dict()),
             'config': {**extra.get('config', {}), 'model': dict(model_config)}}
-    torch.save(ckpt, path + '.tmp')
-    os.replace(path + '.tmp', path)
+    torch.save(ckpt, f)

@@ -36,7 +36,7 @@ import models
 from interpolants import INTERPOLANTS, make_interpolant
 
 MARKER = 'sample.json'                                      # in every --out sample.py fills: --overwrite's licence
-OWN_FILES = re.compile(r'\d{6,}\.png|(labels\.txt|samples\.npz)(\.tmp)?|grid\.png|sample\.json')  # all it writes
+OWN_FILES = re.compile(r'\d{6,}\.png|(labels\.txt|samples\.npz)(\.\d+\.tmp)?|grid\.png|sample\.json')  # all it writes
 LOG_EVERY = 5.0                                                            # seconds between progress lines
 FID_BATCH = 100
 
@@ -119,20 +119,6 @@ def files_to_replace(out, overwrite):
     return [os.path.join(out, e) for e in sorted(entries, key=lambda e: e == MARKER)]   # the marker last
 
 
-def write_atomic(path, write):
-    """write(file object) to path via a temporary file beside it: a killed run never leaves half a file."""
-    with open(f'{path}.tmp', 'wb') as f:
-        write(f)
-    os.replace(f'{path}.tmp', path)
-
-
-def same_number(a, b):
-    try:
-        return float(a) == float(b)
-    except ValueError:
-        return False
-
-
 def interpolant(args, recorded):
     if recorded and args.interpolant and args.interpolant != recorded:
         die(f'{args.checkpoint} was trained with --interpolant {recorded}, not {args.interpolant}')
@@ -147,7 +133,7 @@ def load_ours(args, ckpt):
     emas = ckpt.get('emas') or {}
     key = args.ema or (max(emas, key=float) if emas else 'raw')
     if key != 'raw':                                            # '0.99990' finds '0.9999'
-        key = next((k for k in emas if same_number(k, key)), None)
+        key = next((k for k in emas if models.same_decay(k, key)), None)
     if key is None or (key == 'raw' and 'generator' not in ckpt):
         has = ', '.join([*sorted(emas, key=float), 'raw'] if 'generator' in ckpt else sorted(emas, key=float))
         die(f'{args.checkpoint} has no generator --ema {args.ema} (it has: {has})')
@@ -213,8 +199,6 @@ def main(argv=None):
     if image and args.grid and not args.npz:                   # fid.py, pytorch-fid, clean-fid read every image there
         die('--grid would put grid.png among the sample PNGs that FID tools read: add --npz (samples.npz and grid.png; '
             'python fid.py OUT/samples.npz STATS reads it), or sample the grid into another --out')
-    if not image and args.grid and not hasattr(fid, 'save_scatter'):
-        die('--grid of 2-D points needs fid.save_scatter, which this fid.py does not have')
     if args.fid:                                                # before sampling: weights and reference must load
         inception = None
 
@@ -270,11 +254,11 @@ def main(argv=None):
     if pngs:
         if classes:
             text = ''.join(f'{int(c)}\n' for c in labels).encode()
-            write_atomic(os.path.join(args.out, 'labels.txt'), lambda f: f.write(text))
+            fid.write_atomic(os.path.join(args.out, 'labels.txt'), lambda f: f.write(text))
         print(f'wrote {args.n} PNGs 000000.png..{args.n - 1:06d}.png{" and labels.txt" if classes else ""}')
     else:
         extra = {} if labels is None else dict(labels=labels.numpy())
-        write_atomic(os.path.join(args.out, 'samples.npz'), lambda f: np.savez(f, arr_0=samples, **extra))
+        fid.write_atomic(os.path.join(args.out, 'samples.npz'), lambda f: np.savez(f, arr_0=samples, **extra))
         print(f'wrote samples.npz: arr_0 {samples.dtype} {samples.shape}{", labels" if classes else ""}'
               f'{"" if image or args.npz else " (2-D points: an .npz, not PNGs)"}')
     if args.grid:

@@ -467,8 +467,7 @@ def test_save_stats_writes_the_file_whole_or_not_at_all(tmp_path, capsys, monkey
     savez = np.savez
 
     def full_disk(file, **arrays):  # writes a little, then fails as a full disk (or a kill) would
-        with open(file, 'wb') as f:
-            f.write(b'PK\x03\x04')
+        file.write(b'PK\x03\x04')
         raise OSError(28, 'No space left on device')
     monkeypatch.setattr(np, 'savez', full_disk)
     with pytest.raises(SystemExit) as exit_:
@@ -506,7 +505,7 @@ def test_save_grid_puts_class_c_in_row_c_for_float_and_uint8_images(tmp_path):
     assert [[cell(r, c) for c in range(4)] for r in range(3)] == [[20 * (r + 3 * c) for c in range(4)] for r in range(3)]
 
 
-# ---------------------------------------------------------------------------------------------------- issue 18
+# -------------------------------------------------------------------------------- statistics checked before the network
 
 def no_network(*args, **kwargs):  # statistics are judged before any network loads
     raise AssertionError('the Inception network was loaded before the input was checked')
@@ -559,6 +558,8 @@ def test_frechet_distance_refuses_a_covariance_that_is_not_psd(which):
         fid.frechet_distance(**args)
 
 
+# ------------------------------------------------------------------------------------------------------- reading images
+
 def test_sixteen_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
     # Pillow opens 16-bit grayscale as mode I;16, and convert('RGB') clipped every value above 255 to white
     values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16).repeat(4, 0)
@@ -607,6 +608,8 @@ def tiny_net(images):  # a stand-in for FIDInceptionV3: its resize to 299, then 
     images = torch.nn.functional.interpolate(images, size=(299, 299), mode='bilinear', align_corners=False)
     return torch.nn.functional.adaptive_avg_pool2d(images, 2).flatten(1)
 
+
+# ---------------------------------------------------------------------------------------------------- --dataset cifar10
 
 def test_dataset_cifar10_save_stats_equals_the_stats_of_its_pngs(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(fid.torchvision.datasets, 'CIFAR10', FakeCIFAR10)
@@ -661,6 +664,8 @@ def test_a_bad_reference_is_reported_before_the_other_path_is_computed(tmp_path,
     assert 'missing.npz: no such image folder or .npz file' in capsys.readouterr().err
 
 
+# ------------------------------------------------------------------------------------------------------- progress lines
+
 def test_progress_rate_follows_the_recent_speed(monkeypatch):
     # 10 items/s for 60 s, then 1 item/s: the ETA must follow the slowdown, an average since the start would not
     clock, lines = [0.0], []
@@ -688,18 +693,21 @@ def test_progress_of_a_fast_phase_is_silent_with_end_false(monkeypatch):
     assert lines == [] and fid.line('x', 0, 5, 0.0).endswith('| ETA ?')     # no rate yet: no number
 
 
-def test_decode_once_holds_uint8_that_decode_to_the_datasets_exact_values():
-    # what train.Batches holds on the device: PIXELS[u8] must be bit for bit what ToTensor + Normalize(0.5, 0.5)
-    # returns for every 8-bit value, else resumed and held runs would differ from streamed ones
-    u8 = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16).repeat(6, 3, 1, 1)
-    tf = torchvision.transforms.Normalize([0.5] * 3, [0.5] * 3)
-    images = torch.stack([tf(u.float().div(255)) for u in u8])         # ToTensor's arithmetic, then Normalize
-    data = torch.utils.data.TensorDataset(images, torch.arange(6) % 3)
-    held = fid.decode_once(data, max_bytes=10 ** 6)
-    assert held is not None                                            # every value is an exact 8-bit one
-    x, y = held
-    assert x.dtype == torch.uint8 and torch.equal(x, u8) and torch.equal(y, torch.arange(6) % 3)
-    assert torch.equal(fid.PIXELS[x.long()], images)
-    assert fid.decode_once(data, max_bytes=6 * 3 * 256 - 1) is None   # does not fit: stream it instead
-    blurred = torch.utils.data.TensorDataset(images * 0.999, torch.zeros(6))   # not 8-bit values: no exact uint8 form
-    assert fid.decode_once(blurred, max_bytes=10 ** 6) is None
+# -------------------------------------------------------------------------------------------------------- atomic writes
+
+@pytest.mark.parametrize('failure', [OSError, KeyboardInterrupt])
+def test_write_atomic_keeps_the_old_file_and_no_temporary_when_writing_fails(failure, tmp_path):
+    # train.py's checkpoints and teacher.pt, sample.py's samples.npz, fid.py's statistics all go through it
+    path = str(tmp_path / 'ckpt.pt')
+    fid.write_atomic(path, lambda f: torch.save(dict(step=1, w=torch.ones(3)), f))
+
+    def half_written(f):                                        # writes a truncated file, then fails
+        torch.save(dict(step=2, w=torch.zeros(3)), f)
+        f.truncate(10)
+        raise failure('No space left on device')
+
+    with pytest.raises(failure):
+        fid.write_atomic(path, half_written)
+    old = torch.load(path, weights_only=True)
+    assert old['step'] == 1 and torch.equal(old['w'], torch.ones(3))
+    assert os.listdir(tmp_path) == ['ckpt.pt']                  # the temporary file went with the failure

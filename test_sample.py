@@ -250,7 +250,8 @@ def test_samples_npz_is_written_whole_or_not_at_all_and_overwrite_clears_the_lef
     monkeypatch.setattr(np, 'savez', killed)
     with pytest.raises(KeyboardInterrupt):
         run(image_run / 'ckpt.pt', '--n', 3, '--npz', '--out', out)
-    assert sorted(os.listdir(out)) == ['sample.json', 'samples.npz.tmp']    # no truncated samples.npz
+    assert sorted(os.listdir(out)) == ['sample.json']           # no truncated samples.npz, no temporary file
+    (out / 'samples.npz.4242.tmp').write_bytes(b'PK\x03\x04 half')  # what a kill -9 leaves (the writer's pid)
     monkeypatch.setattr(np, 'savez', savez)
     assert run(image_run / 'ckpt.pt', '--n', 3, '--npz', '--out', out, '--overwrite') == 0
     assert sorted(os.listdir(out)) == ['sample.json', 'samples.npz'] and npz(out / 'samples.npz')['arr_0'].shape[0] == 3
@@ -390,7 +391,7 @@ def test_bad_input_in_a_real_process_is_one_stderr_line(tmp_path):
     assert result.stderr.splitlines() == [f'sample.py: error: checkpoint {tmp_path / "missing.pt"} not found']
 
 
-# ---------------------------------------------------------------------------------------------------- issue 18
+# ------------------------------------------------------------------------------------ devices and folders it cannot use
 
 @pytest.mark.parametrize('device, says', [('meta', '--device meta: runs on cpu, cuda or mps'),
                                           ('mps', '--device mps: PyTorch sees no MPS device here')])
@@ -423,6 +424,8 @@ def test_an_out_it_may_not_write_is_one_line_and_leaves_nothing(toy_run, tmp_pat
     assert line == f'sample.py: error: --out {tmp_path / "denied" / "a" / "s"}: cannot write there (Permission denied)'
     assert not os.path.exists(tmp_path / 'denied')               # the folders it had created are gone again
 
+
+# --------------------------------------------------------------------------------------- official generators: --ema raw
 
 def test_ema_raw_takes_the_official_raw_gen_network(tiny_cifar_config, tmp_path):
     # official generate_samples.py --mode one_step without --ema_decay: model.load_state_dict(checkpoint['gen'])

@@ -8,7 +8,6 @@ import copy
 import json
 import math
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import torch
 import torchvision
 from PIL import Image
 
+import data
 import fid
 import models
 import train
@@ -29,7 +29,7 @@ from interpolants import make_interpolant
 HERE = os.path.dirname(os.path.abspath(__file__))
 # A 400-step MLP teacher trains in ~5 s; its EMA (default decay 0.999) is warmed up, so it is a trained teacher.
 TOY_TEACHER = ['--teacher-steps', 400, '--hidden', 64]
-# the toy optimizer before issue 16 (one constant lr 1e-3): the bounds of the short toy runs below were measured with it
+# one constant lr 1e-3 for both networks, no decay: the bounds of the short toy runs below were measured with it
 TOY_LR = ['--lr', 1e-3, '--lr-fake', 1e-3, '--lr-decay', 'none']
 COND = ['--cond', '--alpha', 0.98, '--beta', 0.96]
 # a few cheap steps: small batch, few samples for the metrics, a 2-NFE teacher sampler for samples_teacher.png
@@ -108,7 +108,7 @@ def save_tiny_teacher(path, num_classes):
     return str(path)
 
 
-# ---------------------------------------------------------------------------------------------------- shared runs
+# ---------------------------------------------------------------------------------------------------------- shared runs
 
 @pytest.fixture(scope='module')
 def toy_cond(tmp_path_factory, one_thread):
@@ -140,48 +140,7 @@ def folder_run(tmp_path_factory, image_folder, one_thread):
     return out
 
 
-def write_fake_cifar10(root, per_batch=8, seed=0):
-    """cifar-10-batches-py/ in torchvision's layout -> (train images uint8 (N, 32, 32, 3), train labels).
-
-    Real CIFAR-10 pickles are Python 2 dicts with str keys ('data', 'labels', 'label_names'); torchvision loads
-    them with encoding='latin1' and indexes with str keys, so a Python 3 pickle must use str keys (bytes keys
-    b'data' would stay bytes and fail with KeyError).
-    """
-    rng = np.random.default_rng(seed)
-    folder = os.path.join(root, 'cifar-10-batches-py')
-    os.makedirs(folder)
-    images, labels = [], []
-    for name in [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']:
-        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)   # (N, 3 * 32 * 32), channel-major rows
-        data[0, :3] = [0, 255, 128]                                        # first red pixels: the extremes, and one between
-        y = rng.integers(0, 10, per_batch).tolist()
-        with open(os.path.join(folder, name), 'wb') as f:
-            pickle.dump({'batch_label': name, 'data': data, 'labels': y}, f)
-        if name != 'test_batch':
-            images.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
-            labels += y
-    with open(os.path.join(folder, 'batches.meta'), 'wb') as f:
-        pickle.dump({'label_names': ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship',
-                                     'truck'], 'num_cases_per_batch': per_batch, 'num_vis': 3072}, f)
-    return np.concatenate(images), labels
-
-
-@pytest.fixture
-def fake_cifar10(tmp_path, monkeypatch):
-    # the files are ours, so their md5s are not CIFAR-10's: check existence only (both the data files and the
-    # meta file go through torchvision.datasets.cifar.check_integrity); and never download
-    monkeypatch.setattr(torchvision.datasets.cifar, 'check_integrity', lambda path, md5=None: os.path.isfile(path))
-    monkeypatch.setattr(torchvision.datasets.CIFAR10, 'download', no_download)
-    root = tmp_path / 'cifar'
-    images, labels = write_fake_cifar10(root)
-    return root, images, labels
-
-
-def no_download(self):
-    raise OSError('network access is disabled in the tests')
-
-
-# ---------------------------------------------------------------------------------------------------- end to end
+# ----------------------------------------------------------------------------------------------------------- end to end
 
 def test_toy_conditional_end_to_end_writes_everything_and_improves_swd(toy_cond):
     out = toy_cond
@@ -239,19 +198,6 @@ def test_normalized_realuid_from_the_cli_improves_on_its_initialisation(tmp_path
     assert init > 0.8 and best < 0.4 * init, (best, init)
 
 
-def test_toy_reference_is_class_balanced_like_the_conditional_samples():
-    # The conditional generator is evaluated on labels 0..7 in turn; an i.i.d. reference has multinomial class
-    # counts, which alone put two *real* samples of 4 000 points 0.045-0.08 apart (the floor the README's toy
-    # comparisons used to sit on). With a balanced reference two real samples are near the sampling floor.
-    balanced = [fid.sliced_wasserstein(train.toy_data(4000, s, balanced=True)[0].double(),
-                                       train.toy_data(4000, 4321, balanced=True)[0].double()) for s in range(5)]
-    iid = [fid.sliced_wasserstein(train.toy_data(4000, s)[0].double(), train.toy_data(4000, 4321)[0].double())
-           for s in range(5)]
-    assert max(balanced) < 0.03 and min(iid) > max(balanced), (balanced, iid)
-    _, y = train.toy_data(4000, 0, balanced=True)
-    assert torch.equal(torch.bincount(y), torch.full((8,), 500))
-
-
 def assert_recorded_fd_pix8_of_every_generator(out, step, data, num_classes):
     """Each generator's recorded fd_pix8 at `step`, recomputed from ckpt.pt without fid.py: the evaluation's samples
     (fm prior z = N(0, I) from a generator seeded 1 in one batch, --eval-samples <= 500; labels i mod C), 8x8 block
@@ -298,21 +244,6 @@ def test_image_folder_unet_run_writes_class_rows_and_pixel_fd(folder_run, image_
     assert_recorded_fd_pix8_of_every_generator(out, 10, data / 127.5 - 1, num_classes=3)
 
 
-def test_cifar10_loader_reads_torchvision_layout_into_minus_one_one(fake_cifar10):
-    root, images, labels = fake_cifar10
-    args = train.get_args(['--dataset', 'cifar10', '--data-dir', str(root)])
-    data, shape, num_classes = train.make_dataset(args)
-    assert shape == (3, 32, 32) and num_classes == 10 and len(data) == len(images) == 40
-    for i in (0, 17, 39):
-        x, y = data[i]
-        expected = torch.from_numpy(images[i]).permute(2, 0, 1).float() / 255 * 2 - 1   # (3, 32, 32)
-        assert x.shape == (3, 32, 32) and y == labels[i]
-        # 1e-6: ToTensor's /255 then Normalize(0.5, 0.5) vs the same in another order, float32 rounding only
-        assert torch.allclose(x, expected, atol=1e-6)
-    x0 = data[0][0]
-    assert x0[0, 0, 0] == -1 and x0[0, 0, 1] == 1 and x0.min() >= -1 and x0.max() <= 1
-
-
 def test_cifar10_tiny_end_to_end(fake_cifar10, tmp_path):
     root, _, _ = fake_cifar10
     out = tmp_path / 'out'
@@ -321,8 +252,8 @@ def test_cifar10_tiny_end_to_end(fake_cifar10, tmp_path):
                 '--out', out) == 0
     assert all(map(math.isfinite, record(out, 'distill', 2)['losses'].values()))
     # the loader's images (checked against the pickles above), resized to --image-size 16 by the run's transform
-    data, _, _ = train.make_dataset(train.get_args(['--data-dir', str(root), '--image-size', '16']))
-    assert_recorded_fd_pix8_of_every_generator(out, 2, torch.stack([x for x, _ in data]), num_classes=10)
+    dataset, _, _ = data.make_dataset('cifar10', str(root), image_size=16)
+    assert_recorded_fd_pix8_of_every_generator(out, 2, torch.stack([x for x, _ in dataset]), num_classes=10)
     with Image.open(out / 'samples_generator.png') as image:
         assert image.size == (182, 10 * 18 + 2)                     # 10 classes, one row each
 
@@ -334,8 +265,8 @@ def test_every_family_trains_a_teacher_and_distils_it(family, tmp_path):
     # initialisation 0.09-0.19 from the data and 0.10-0.20 from the teacher's own 100-NFE samples (the data
     # prediction at t=1 puts each class near its mode's centre; ve's is the widest); best of generator/EMAs
     # after 300 updates 0.03-0.06, i.e. 0.15-0.40x the initialisation; generator gradient norms <= ~70.
-    # Before VP's v-prediction and VE's EDM preconditioning, vp started at swd 12 (errors amplified by
-    # 1/alpha(1) ~ 150) and the VE teacher did not learn (0.9): both fail every bound below.
+    # Without VP's v-prediction and VE's EDM preconditioning, vp starts at swd 12 (errors amplified by
+    # 1/alpha(1) ~ 150) and the VE teacher does not learn (0.9): both fail every bound below.
     out = tmp_path / family
     assert main('--dataset', 'toy', '--cond', '--interpolant', family, '--alpha', 0.98, '--beta', 0.96, *TOY_TEACHER,
                 *TOY_LR, '--steps', 300, '--eval-every', 300, '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99,
@@ -362,7 +293,7 @@ def test_every_family_trains_a_teacher_and_distils_it(family, tmp_path):
     assert torch.isfinite(x_gen).all() and gap < 0.25, gap
 
 
-# ---------------------------------------------------------------------------------------------------- what the networks see
+# ------------------------------------------------------------------------------------------------ what the networks see
 
 @pytest.mark.parametrize('channels', [16, 32, 64, 128])
 def test_unet_built_by_train_responds_to_time_and_label(channels):
@@ -406,7 +337,7 @@ def test_nfe_zero_skips_the_teachers_reference_samples(toy_teacher, tmp_path):
     assert [r['phase'] for r in records(tmp_path)] == ['distill', 'distill'] and not (tmp_path / 'samples_teacher.png').exists()
 
 
-# ---------------------------------------------------------------------------------------------------- Algorithm 1, wired
+# --------------------------------------------------------------------------------------------------- Algorithm 1, wired
 
 # Every flag these tests rely on is given (presets may change): conditional toy, alpha < 1 (so each fake update draws a
 # real batch), Adam at --lr 1e-3 for both networks with --clip 1, one evaluation at the end, no teacher samples. The
@@ -538,7 +469,7 @@ def test_gan_baseline_trains_its_head_and_adds_both_terms(toy_teacher, tmp_path,
     assert all((head1[k] - head0[k]).abs().median() > 1e-4 for k in head0)
 
 
-# ---------------------------------------------------------------------------------------------------- teacher phase
+# -------------------------------------------------------------------------------------------------------- teacher phase
 
 def kill_teacher_phase(monkeypatch, argv, at):
     """train.main(argv) killed (KeyboardInterrupt) at its `at`-th UM loss, as a crash or Ctrl-C would."""
@@ -578,7 +509,7 @@ def test_non_finite_teacher_loss_stops_with_exit_3(tmp_path, monkeypatch, capsys
     assert not os.path.exists(tmp_path / 'teacher.pt')
 
 
-# ---------------------------------------------------------------------------------------------------- bad input
+# ------------------------------------------------------------------------------------------------------------ bad input
 
 def save_image_teacher(path):
     config = dict(kind='unet', dim=[3, 16, 16], num_channels=16, num_res_blocks=1, channel_mult=[1], attention_resolutions=[],
@@ -822,19 +753,7 @@ def test_finetune_takes_its_own_learning_rate_unless_one_is_given():
     assert train.get_args(base).lr_fake == 1e-5 and train.get_args([*base, '--lr-fake', '1e-4']).lr_fake == 1e-4
 
 
-# ---------------------------------------------------------------------------------------------------- checkpoints, resume, NaN
-
-def test_batches_shard_the_global_batch_over_ranks():
-    # DDP: --batch-size is global; rank r takes the r-th half of the same epoch permutation
-    data = torch.utils.data.TensorDataset(torch.arange(100.)[:, None], torch.arange(100))
-    whole = train.Batches(data, 16, 0, 0, 1, torch.device('cpu'), flip=False)
-    halves = [train.Batches(data, 16, 0, rank, 2, torch.device('cpu'), flip=False) for rank in (0, 1)]
-    for _ in range(8):                                              # 6 batches per epoch: crosses an epoch
-        x, _ = whole.next()
-        x0, _ = halves[0].next()
-        x1, _ = halves[1].next()
-        assert len(x0) == len(x1) == 8 and torch.equal(torch.cat([x0, x1]), x)
-
+# --------------------------------------------------------------------------------------------- checkpoints, resume, NaN
 
 def resume_check(tmp_path, base, n):
     """2N uninterrupted steps vs N steps, then --resume to 2N; -> (ckpt 2N, ckpt resumed, rows 2N, rows resumed)."""
@@ -870,40 +789,21 @@ def test_resume_continues_exactly_image_folder(folder_run, image_folder, tmp_pat
     assert_exact_resume(*resume_check(tmp_path, base, 3))
 
 
-def test_save_atomic_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch):
-    path = str(tmp_path / 'ckpt.pt')
-    train.save_atomic(dict(step=1, w=torch.ones(3)), path)
-    real_save = torch.save
-
-    def half_written(obj, f, *args, **kwargs):                    # writes a truncated file, then fails
-        real_save(obj, f, *args, **kwargs)
-        with open(f, 'r+b') as fh:
-            fh.truncate(10)
-        raise OSError('No space left on device')
-
-    monkeypatch.setattr(torch, 'save', half_written)
-    with pytest.raises(OSError):
-        train.save_atomic(dict(step=2, w=torch.zeros(3)), path)
-    old = torch.load(path, weights_only=True)
-    assert old['step'] == 1 and torch.equal(old['w'], torch.ones(3))
-
-
 def test_checkpoint_failing_mid_run_leaves_the_previous_one(toy_teacher, tmp_path, monkeypatch):
     # the real checkpoint path of a run: the save at step 4 fails half-way; ckpt.pt is still the step-2 one
     real_save, calls = torch.save, []
 
-    def fail_second(obj, f, *args, **kwargs):
-        calls.append(f)
+    def fail_second(obj, f, *args, **kwargs):                     # f: the file fid.write_atomic opened
+        calls.append(f.name)
         real_save(obj, f, *args, **kwargs)
         if len(calls) == 2:
-            with open(f, 'r+b') as fh:
-                fh.truncate(100)
+            f.truncate(100)
             raise OSError('No space left on device')
 
     monkeypatch.setattr(torch, 'save', fail_second)
     with pytest.raises(OSError):
         main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 6, '--eval-every', 2, '--out', tmp_path)
-    assert len(calls) == 2 and all(f.endswith('ckpt.pt.tmp') for f in calls)   # written aside, never in place
+    assert len(calls) == 2 and all(f.endswith(f'ckpt.pt.{os.getpid()}.tmp') for f in calls)   # aside, not in place
     monkeypatch.setattr(torch, 'save', real_save)
     assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 2, '--out', tmp_path / 'clean') == 0
     assert_same_state_but_args(load_ckpt(tmp_path), load_ckpt(tmp_path / 'clean'))   # the step-2 state, intact
@@ -940,7 +840,7 @@ def test_nan_loss_in_a_real_process(toy_teacher, tmp_path):
     assert load_ckpt(tmp_path)['step'] == 1
 
 
-# ---------------------------------------------------------------------------------------------------- bf16, compile, DDP
+# --------------------------------------------------------------------------------------------------- bf16, compile, DDP
 
 def one_iteration(amp='none', compile_options=None, seed=0):
     """train.py's Algorithm 1 on a small conditional U-Net (attention at 8x8, 3 nets with every weight perturbed):
@@ -958,8 +858,8 @@ def one_iteration(amp='none', compile_options=None, seed=0):
         models.compile_blocks(net, **compile_options)
     args = SimpleNamespace(alpha=0.98, beta=0.96, loss='realuid', gamma=None, param='standard', sid_alpha=0.5, clip=1.0,
                            amp=amp, device='cpu')
-    nets = SimpleNamespace(teacher=teacher, generator=generator, gen=generator, fake=fake, fake_raw=fake, head=None,
-                           fake_params=list(fake.parameters()))
+    nets = SimpleNamespace(teacher=teacher, generator=generator, generator_ddp=generator, fake=fake, fake_ddp=fake,
+                           head=None, fake_params=list(fake.parameters()))
     (opt_fake, sched_fake), (opt_gen, sched_gen) = (train.adam(net.parameters(), 1e-3, 0) for net in (fake, generator))
     x_real, y_real = torch.rand(4, 3, 8, 8) * 2 - 1, torch.randint(3, (4,))
     values = [train.fake_update(args, interp, nets, opt_fake, sched_fake, *train.noise(interp, 4, (3, 8, 8), 3, 'cpu'),
@@ -1060,76 +960,7 @@ def test_ddp_two_cpu_ranks(toy_teacher, tmp_path):
                                             'samples_ema0.999.png', 'samples_generator.png', 'samples_teacher.png']
 
 
-# ---------------------------------------------------------------------------------------------------- data on the device
-
-class OldBatches:
-    """train.Batches before the data moved to the device (main at 435f2c3), verbatim but for die/last_line: a new
-    DataLoader each epoch, flips on the CPU. The reference the new class must reproduce bit for bit."""
-    def __init__(self, dataset, batch_size, seed, rank, world, device, flip, workers=0):
-        self.dataset, self.batch_size, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
-        self.device, self.flip, self.workers = device, flip, workers
-        self.epoch, self.pos, self.iterator = 0, 0, None
-        self.flip_rng = torch.Generator().manual_seed(seed * 1000 + rank)
-
-    def _iterate(self):
-        local = self.batch_size // self.world
-        while True:
-            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + 7919 * self.epoch))
-            starts = range(self.pos * self.batch_size, len(self.dataset) - self.batch_size + 1, self.batch_size)
-            batches = [order[s + self.rank * local: s + (self.rank + 1) * local].tolist() for s in starts]
-            if isinstance(self.dataset, torch.utils.data.TensorDataset):
-                yield from (tuple(t[i] for t in self.dataset.tensors) for i in batches)
-            else:
-                yield from torch.utils.data.DataLoader(self.dataset, batch_sampler=batches, num_workers=self.workers,
-                                                       pin_memory=self.device.type == 'cuda', generator=torch.Generator())
-            self.epoch, self.pos = self.epoch + 1, 0
-
-    def next(self):
-        self.iterator = self.iterator or self._iterate()
-        x, y = next(self.iterator)
-        self.pos += 1
-        if self.flip:
-            mask = torch.rand(len(x), generator=self.flip_rng) < 0.5
-            x = torch.where(mask[:, None, None, None], x.flip(-1), x)
-        return x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True)
-
-    def state_dict(self):
-        return dict(epoch=self.epoch, pos=self.pos, flip_rng=self.flip_rng.get_state())
-
-
-@pytest.mark.parametrize('hold', [True, False], ids=['held-on-device', 'one-persistent-loader'])
-def test_batches_are_the_previous_loaders_across_epochs_ranks_and_resume(hold, tmp_path, monkeypatch):
-    # 36 images in batches of 8: 4 batches an epoch (4 images left over), so 11 batches cross two epoch ends; the
-    # state is saved and restored into a fresh object mid-epoch (after 2, 6) and at an epoch's end (after 8)
-    write_images(tmp_path / 'images')
-    monkeypatch.setattr(train.Batches, 'HOLD_BYTES', train.Batches.HOLD_BYTES if hold else 0)
-    iterators = []
-    real_iter = torch.utils.data.DataLoader.__iter__
-
-    def counted_iter(loader):                                   # the new class's loaders (OldBatches' take lists)
-        iterators.extend([] if isinstance(loader.batch_sampler, list) else [1])
-        return real_iter(loader)
-    monkeypatch.setattr(torch.utils.data.DataLoader, '__iter__', counted_iter)
-    args = train.get_args(['--dataset', 'folder', '--data-dir', str(tmp_path / 'images'), '--image-size', '16',
-                           '--out', str(tmp_path / 'out')])
-    dataset = train.make_dataset(args)[0]
-    for world, rank in [(1, 0), (2, 1)]:
-        setup = (dataset, 8, 5, rank, world, torch.device('cpu'), True)
-        old, new = OldBatches(*setup), train.Batches(*setup)
-        assert (new.held is not None) == hold
-        del iterators[:]
-        for i in range(1, 12):
-            (x_old, y_old), (x, y) = old.next(), new.next()
-            assert x.dtype == x_old.dtype and torch.equal(x, x_old) and torch.equal(y, y_old), f'batch {i}'
-            state = new.state_dict()
-            assert state['epoch'] == old.state_dict()['epoch'] and state['pos'] == old.state_dict()['pos']
-            assert torch.equal(state['flip_rng'], old.state_dict()['flip_rng'])
-            if i in (2, 6, 8):                                  # as --resume does: a fresh object, the saved state
-                new = train.Batches(*setup)
-                new.load_state_dict(state)
-        # held: no DataLoader after the one-time decode; streamed: one per resume (3) plus the first, not one an epoch
-        assert len(iterators) == (0 if hold else 4)
-
+# ----------------------------------------------------------------------------------------------------------- host syncs
 
 def test_the_loops_read_their_losses_only_to_log_or_checkpoint(tmp_path, monkeypatch):
     # no host sync per step: losses and gradient norms stay on the device until stop_if_not_finite reads them in one
@@ -1144,7 +975,7 @@ def test_the_loops_read_their_losses_only_to_log_or_checkpoint(tmp_path, monkeyp
     assert reads == [[1, 2, 3], [4, 5, 6]] * 2
 
 
-# ---------------------------------------------------------------------------------------------------- issue 18
+# --------------------------------------------------------------------------------------------------------- refused runs
 
 def test_resume_names_every_flag_that_would_change_the_run(toy_teacher, tmp_path, capsys):
     assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 1, '--out', tmp_path) == 0
@@ -1186,19 +1017,6 @@ def test_out_in_the_image_folder_is_refused(inside, image_folder, capsys):
     assert snapshot(image_folder) == before and not os.path.exists(os.path.join(image_folder, 'runs'))
 
 
-def test_linked_folders_in_an_image_folder_do_not_multiply_images(tmp_path):
-    write_images(tmp_path / 'data', classes=2, per_class=6)
-    os.symlink('..', tmp_path / 'data' / 'class0' / 'loop')         # 12 images became hundreds, class1's as class0
-    write_images(tmp_path / 'elsewhere', classes=1, per_class=4)
-    os.symlink(tmp_path / 'elsewhere' / 'class0', tmp_path / 'data' / 'class1' / 'outside')
-    os.symlink(tmp_path / 'elsewhere' / 'class0' / '00.png', tmp_path / 'data' / 'class1' / 'linked.png')  # counts
-    args = train.get_args(['--dataset', 'folder', '--data-dir', str(tmp_path / 'data'), '--cond', *map(str, UNET),
-                           '--out', str(tmp_path / 'out')])
-    data, _, classes = train.make_dataset(args)
-    assert classes == 2 and len(data) == 13
-    assert sorted(data.targets) == [0] * 6 + [1] * 7
-
-
 def test_a_refused_run_leaves_no_empty_out_but_keeps_an_existing_one(tmp_path, capsys):
     write_images(tmp_path / 'flat', classes=1)
     for out in (tmp_path / 'new', tmp_path / 'existing'):
@@ -1207,6 +1025,8 @@ def test_a_refused_run_leaves_no_empty_out_but_keeps_an_existing_one(tmp_path, c
         (tmp_path / 'existing').mkdir(exist_ok=True)
     assert not os.path.exists(tmp_path / 'new') and os.listdir(tmp_path / 'existing') == []
 
+
+# ------------------------------------------------------------------------------------------ evaluations across a resume
 
 def test_an_evaluation_lost_after_its_checkpoint_is_redone_on_resume(toy_teacher, tmp_path):
     # the kill lands after ckpt.pt (step 2) and before its metrics.jsonl line: --resume redoes that evaluation
@@ -1238,6 +1058,8 @@ def test_resume_before_the_first_checkpoint_records_nothing_twice(toy_teacher, t
     assert [(r['phase'], r['step']) for r in records(tmp_path)] == [('teacher', 0), ('distill', 0), ('distill', 1)]
 
 
+# ---------------------------------------------------------------------------------------------------- help and progress
+
 def test_help_shows_each_default_once(capsys):
     with pytest.raises(SystemExit):
         train.get_args(['--help'])
@@ -1262,6 +1084,8 @@ def test_evaluation_samples_show_progress(toy_teacher, tmp_path, monkeypatch, ca
                                                             'samples of generator 1200/1200']
     assert 'samples/s | ETA ' in generator[0] and 'done in' in generator[-1]
 
+
+# ----------------------------------------------------------------------------------------------- learning-rate schedule
 
 @pytest.mark.parametrize('decay, at_8, at_11', [('cosine', 0.5, 0.5 + 0.5 * math.cos(7 * math.pi / 8)),
                                                ('linear', 0.5, 1 / 8), ('none', 1.0, 1.0)])
@@ -1315,6 +1139,8 @@ def test_killed_run_with_a_decaying_lr_resumes_exactly(toy_teacher, tmp_path, mo
     assert_exact_resume(load_ckpt(tmp_path / 'full'), load_ckpt(tmp_path / 'split'), record(tmp_path / 'full', 'distill', 20),
                         record(tmp_path / 'split', 'distill', 20))
 
+
+# -------------------------------------------------------------------------------------------------------- FID reference
 
 def test_inception_loads_once_when_the_fid_reference_is_computed(image_folder, tmp_path, monkeypatch):
     # no cached reference: fid.dataset_stats computes it with the network the generator's FID then uses (it was

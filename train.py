@@ -4,10 +4,11 @@
     python train.py --dataset toy --alpha 0.98 --beta 0.96 --cond   # 2-D toy, about 2 minutes on 2 CPU cores
     torchrun --nproc_per_node=8 train.py ...                         # DDP; --batch-size stays the global batch
 
-Reads top to bottom: arguments -> data -> teacher (--teacher PATH, or trained here with the UM loss, Def. 1)
--> generator (from the teacher), fake (random), EMAs, optimizers -> Algorithm 1: K fake updates on RealUM
-(Def. 2) per generator update on RealUID (eq. 17) -> evaluation and an atomic checkpoint every --eval-every
-steps, from which --resume continues exactly (the teacher phase too).
+Reads top to bottom: arguments (get_args, check_args) -> data (data.py) -> teacher (--teacher PATH, or trained here
+with the UM loss, Def. 1: train_teacher) -> distill: generator (from the teacher), fake (random), EMAs, optimizers ->
+Algorithm 1: K fake updates on RealUM (Def. 2) per generator update on RealUID (eq. 17) -> evaluation and an atomic
+checkpoint every --eval-every steps, from which --resume continues exactly (the teacher phase too). `run` carries
+what a process knows about itself: its device, whether it runs under DDP, its rank among `world`, and `log`.
 """
 import argparse
 import contextlib
@@ -23,8 +24,8 @@ from types import SimpleNamespace
 import torch
 import torch.distributed as dist
 import torch.nn as nn
-import torchvision
 
+import data
 import fid
 import losses
 import models
@@ -35,10 +36,12 @@ PRESETS = {
     'cifar10': dict(image_size=32, batch_size=256, lr=3e-5, lr_decay='none', steps=400_000, teacher_steps=400_000,
                     teacher_lr=2e-4, teacher_batch_size=128, eval_every=10_000, fid_samples=50_000, channels=128,
                     ema=[0.999, 0.9996, 0.9999]),
-    'toy': dict(batch_size=256, lr=3e-4, lr_fake=1e-2, lr_decay='cosine', steps=2000, teacher_steps=3_000, teacher_lr=2e-3,
-                teacher_batch_size=512, eval_every=500, fid_samples=0, warmup=100, ema=[0.99, 0.995, 0.999]),
+    'toy': dict(batch_size=256, lr=3e-4, lr_fake=1e-2, lr_decay='cosine', steps=2000, teacher_steps=3_000,
+                teacher_lr=2e-3, teacher_batch_size=512, eval_every=500, fid_samples=0, warmup=100,
+                ema=[0.99, 0.995, 0.999]),
 }
-PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000, teacher_batch_size=64)
+PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000,
+                         teacher_batch_size=64)
 PRESETS['folder'] = PRESETS['cifar10']
 RESUMABLE = {'steps', 'teacher_steps', 'eval_every', 'log_every', 'workers',   # what --resume may change (README):
              'device', 'compile', 'fid_weights', 'data_dir', 'out', 'resume'}  # how long, how often, where files are
@@ -65,13 +68,16 @@ NONNEG = checked(int, lambda v: v >= 0, 'an integer >= 0')
 RATE = checked(float, lambda v: 0 < v < math.inf, 'a positive number')
 DECAY = checked(float, lambda v: 0 <= v < 1, 'in [0, 1)')
 WIDTH = checked(int, lambda v: v >= 8 and v % 4 == 0, 'a multiple of 4, >= 8')
-RESOLUTIONS = checked(str, lambda v: all(r.isdigit() and int(r) > 0 for r in v.split(',')) or not v, 'like 16 or 16,8')
+RESOLUTIONS = checked(str, lambda v: all(r.isdigit() and int(r) > 0 for r in v.split(',')) or not v,
+                      'like 16 or 16,8')
 
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):            # one default a flag: the help's own, or the preset's
     def _get_help_string(self, a):
         preset = ' (default: per --dataset, PRESETS)' * any(a.dest in p for p in PRESETS.values())
-        return (a.help or '') + preset if a.default is None or 'default' in (a.help or '') else super()._get_help_string(a)
+        if a.default is None or 'default' in (a.help or ''):
+            return (a.help or '') + preset
+        return super()._get_help_string(a)
 
 
 def get_args(argv=None):
@@ -79,12 +85,14 @@ def get_args(argv=None):
     p.error = die                                               # one line on stderr, exit 2, no usage dump
     a = p.add_argument_group('method').add_argument
     a('--alpha', type=float, default=1.0, help='RealUM weight of generated data (Def. 2); 1 with beta=1 is UID')
-    a('--beta', type=float, default=1.0, help='RealUM target weight; beta/alpha != 1 lets real data correct the teacher')
+    a('--beta', type=float, default=1.0,
+      help='RealUM target weight; beta/alpha != 1 lets real data correct the teacher')
     a('--loss', choices=['realuid', 'normalized'], default='realuid', help='normalized: Def. 4, App. A.4')
     a('--gamma', type=float, default=None, help='General RealUID quadratic split (Def. 3); default alpha')
     a('--param', choices=['standard', 'beta'], default='standard', help='delta = f*-f or beta(f*-f) (App. A.2)')
     a('--sid-alpha', type=RATE, default=0.5, help='RealSiD generator coefficient (eq. 34); 0.5 is exact RealUID')
-    a('--gan', type=checked(float, lambda v: 0 <= v < math.inf, 'a number >= 0'), nargs=2, metavar=('GEN', 'DISC'), help='UID+GAN (eq. 8) weights')
+    a('--gan', type=checked(float, lambda v: 0 <= v < math.inf, 'a number >= 0'), nargs=2, metavar=('GEN', 'DISC'),
+      help='UID+GAN (eq. 8) weights')
     a('--cond', action='store_true', help='class-conditional teacher, fake and generator')
     a('--interpolant', choices=sorted(INTERPOLANTS), default='fm')
     a = p.add_argument_group('data').add_argument
@@ -95,10 +103,12 @@ def get_args(argv=None):
     a = p.add_argument_group('teacher').add_argument
     a('--teacher', default=None, help='teacher checkpoint; without it one is trained and saved to OUT/teacher.pt')
     a('--teacher-key', default=None, help="EMA decay of an official checkpoint's ema_models (default: the largest)")
-    a('--teacher-steps', type=NONNEG, default=None, help='UM steps; checkpointed every --eval-every to OUT/teacher_ckpt.pt')
+    a('--teacher-steps', type=NONNEG, default=None,
+      help='UM steps; checkpointed every --eval-every to OUT/teacher_ckpt.pt')
     a('--teacher-lr', type=RATE, default=None)
     a('--teacher-batch-size', type=COUNT, default=None)
-    a('--teacher-ema', type=DECAY, default=0.999, help='EMA decay of the trained teacher, warmed up as min(d, (1+s)/(10+s))')
+    a('--teacher-ema', type=DECAY, default=0.999,
+      help='EMA decay of the trained teacher, warmed up as min(d, (1+s)/(10+s))')
     a('--nfe', type=NONNEG, default=100, help="teacher sampler steps for its reference samples (0: don't draw them)")
     a('--teacher-keep', type=checked(float, lambda v: 0 <= v <= 1, 'in [0, 1]'), nargs='+', metavar='F',
       help='fraction of each class the teacher trains on (0: a teacher missing that mode)')
@@ -109,10 +119,12 @@ def get_args(argv=None):
     a('--lr', type=RATE, default=None, help='Adam learning rate of the generator (1e-5 with --finetune)')
     a('--lr-fake', type=RATE, default=None, help="the fake's (default --lr, as in the paper; toy: 1e-2)")
     a('--warmup', type=NONNEG, default=None, help='linear learning-rate warm-up steps (default 500, 0 for --finetune)')
-    a('--lr-decay', choices=['none', 'cosine', 'linear'], default=None, help='after warm-up, to 0 at --steps (toy: cosine)')
+    a('--lr-decay', choices=['none', 'cosine', 'linear'], default=None,
+      help='after warm-up, to 0 at --steps (toy: cosine)')
     a('--clip', type=RATE, default=1.0, help='gradient-norm clipping of both networks')
     a('--ema', type=DECAY, nargs='+', default=None, help='EMA decays of the generator (toy: 0.99 0.995 0.999)')
-    a('--finetune', default=None, metavar='CKPT', help="fine-tuning stage: generator from CKPT's EMA, fake from teacher")
+    a('--finetune', default=None, metavar='CKPT',
+      help="fine-tuning stage: generator from CKPT's EMA, fake from teacher")
     a = p.add_argument_group('model size (when a teacher is trained here)').add_argument
     a('--channels', type=WIDTH, default=None, help='U-Net base channels')
     a('--channel-mult', type=COUNT, nargs='+', default=[1, 2, 2, 2])
@@ -136,12 +148,20 @@ def get_args(argv=None):
     a('--log-every', type=RATE, default=5.0, help='seconds between progress lines')
     args = p.parse_args(argv)
     if args.finetune:                                           # App. D.2: fine-tuning at lr 1e-5, no warm-up
-        args.lr, args.warmup = args.lr or 1e-5, 0 if args.warmup is None else args.warmup
+        args.lr = args.lr or 1e-5
+        args.warmup = 0 if args.warmup is None else args.warmup
         args.lr_fake = args.lr_fake or args.lr                  # both nets at the fine-tuning lr unless given
     for key, value in PRESETS[args.dataset].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
-    args.warmup, args.lr_fake = 500 if args.warmup is None else args.warmup, args.lr_fake or args.lr
+    args.warmup = 500 if args.warmup is None else args.warmup
+    args.lr_fake = args.lr_fake or args.lr
+    check_args(p, args)
+    return args
+
+
+def check_args(p, args):
+    """The checks across flags, and against the files they name and --out holds: one line each (p.error)."""
     if args.dataset != 'toy':                                   # models.UNet's own checks, without allocating it
         try:
             with torch.device('meta'):
@@ -162,8 +182,9 @@ def get_args(argv=None):
     if args.teacher_key and not args.teacher:
         p.error('--teacher-key picks an EMA of an official --teacher checkpoint; without --teacher, train.py trains '
                 'its own (or reads OUT/teacher.pt)')
-    if args.teacher_keep and (args.teacher or os.path.isfile(os.path.join(args.out, 'teacher.pt')) and not args.resume):
-        p.error(f'--teacher-keep shapes a teacher trained here; {args.teacher or os.path.join(args.out, "teacher.pt")} '
+    own_teacher = os.path.join(args.out, 'teacher.pt')
+    if args.teacher_keep and (args.teacher or os.path.isfile(own_teacher) and not args.resume):
+        p.error(f'--teacher-keep shapes a teacher trained here; {args.teacher or own_teacher} '
                 'would be distilled instead')
     if args.gan and 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
         p.error('--gan is not supported under torchrun (the head reads the fake outside its DDP wrapper)')
@@ -171,117 +192,30 @@ def get_args(argv=None):
     if earlier and not args.resume:                             # a new run there would overwrite them
         p.error(f'--out {args.out} holds an earlier run ({", ".join(earlier)}): --resume continues it, '
                 f'or choose another --out')
-    if args.teacher_steps == 0 and not args.teacher and not os.path.isfile(os.path.join(args.out, 'teacher.pt')):
+    if args.teacher_steps == 0 and not args.teacher and not os.path.isfile(own_teacher):
         p.error('--teacher-steps 0 would distil an untrained, random teacher: give --teacher CKPT or some steps')
-    if args.dataset in ('folder', 'celeba') and os.path.commonpath([os.path.realpath(d) for d in (args.out, args.data_dir)]) \
-            == os.path.realpath(args.data_dir):
-        p.error(f'--out {args.out} is inside the image folder --data-dir {args.data_dir}: its files would be read as images')
-    recorded = next((load_checkpoint(path, 'checkpoint').get('args') for path in (os.path.join(args.out, 'ckpt.pt'),
-                     os.path.join(args.out, 'teacher_ckpt.pt')) if args.resume and os.path.isfile(path)), None) or {}
+    data_dir = os.path.realpath(args.data_dir)
+    if args.dataset in ('folder', 'celeba') and os.path.commonpath([os.path.realpath(args.out), data_dir]) == data_dir:
+        p.error(f'--out {args.out} is inside the image folder --data-dir {args.data_dir}: '
+                'its files would be read as images')
+    checkpoints = [os.path.join(args.out, 'ckpt.pt'), os.path.join(args.out, 'teacher_ckpt.pt')]
+    recorded = next((load_checkpoint(path, 'checkpoint').get('args') for path in checkpoints
+                     if args.resume and os.path.isfile(path)), None) or {}
     changed = sorted(k for k in recorded.keys() & vars(args).keys() - RESUMABLE if recorded[k] != getattr(args, k))
     if recorded.get('steps', args.steps) != args.steps and args.lr_decay != 'none':    # allowed, but not silently
         print(f'train.py: --steps {args.steps} (was {recorded["steps"]}): the lr decays over the new --steps from here')
     if changed:                                                 # the run would silently become another one
         p.error(f'--resume with other flags than {args.out} was run with: ' + ', '.join(
             f'--{k.replace("_", "-")} {getattr(args, k)} (was {recorded[k]})' for k in changed))
-    return args
-
-
-# ---------------------------------------------------------------------------------------------------- data
-
-def toy_data(n, seed, modes=8, radius=2.0, std=0.15, balanced=False):
-    """8 Gaussians on a circle, label = mode -> x (n, 2), y (n,). balanced: labels 0..7 in turn, as evaluated."""
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % modes if balanced else torch.randint(modes, (n,), generator=g)
-    angle = 2 * math.pi * y / modes
-    return radius * torch.stack([angle.cos(), angle.sin()], 1) + std * torch.randn(n, 2, generator=g), y
-
-
-def last_line(error):
-    """fid.read_image's one line, also from a DataLoader worker's multi-line 'Caught ValueError ...' wrapper."""
-    return str(error).strip().splitlines()[-1].removeprefix('ValueError: ')
-
-
-def make_dataset(args):
-    """-> (map-style dataset of (x, y), x shape, num_classes). Images in [-1, 1]; flips happen in Batches."""
-    if args.dataset == 'toy':
-        x, y = toy_data(20_000, seed=1234)
-        return torch.utils.data.TensorDataset(x, y), (2,), 8
-    size, tf = args.image_size, torchvision.transforms
-    transform = tf.Compose([tf.Resize(size), tf.CenterCrop(size), tf.ToTensor(), tf.Normalize([0.5] * 3, [0.5] * 3)])
-    classes = args.dataset == 'folder' and os.path.isdir(args.data_dir) and any(d.is_dir() for d in os.scandir(args.data_dir))
-    if args.cond and not classes and args.dataset != 'cifar10' and os.path.isdir(args.data_dir):
-        die(f'--cond needs class subfolders in {args.data_dir}')
-    try:                                                        # fid.image_folder enters no linked folder: no loop
-        data = fid.cifar10(args.data_dir, transform) if args.dataset == 'cifar10' else fid.image_folder(args.data_dir, transform, classes)
-    except ValueError as e:
-        die(str(e))
-    return data, (3, size, size), len(data.classes)
-
-
-class Batches:
-    """Endless, resumable batches: an epoch-seeded permutation sharded over ranks, flips drawn here. The order
-    depends only on (seed, epoch, position), so a resumed run sees exactly the same batches. A dataset of up to
-    HOLD_BYTES is decoded once and held on the device, batches gathered there; a larger one streams through one
-    DataLoader whose sampler runs over all epochs (its workers start once, not every epoch)."""
-    HOLD_BYTES = 4 << 30    # uint8 pixels: CIFAR-10 150 MB, CelebA 64x64 2.5 GB (fid.decode_once)
-
-    def __init__(self, dataset, batch_size, seed, rank, world, device, flip, workers=0):
-        if len(dataset) < batch_size:
-            die(f'the dataset has {len(dataset)} items, fewer than one batch of {batch_size}')
-        self.dataset, self.batch_size, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
-        self.device, self.flip, self.workers = device, flip, workers
-        self.epoch, self.pos, self.iterator = 0, 0, None
-        self.flip_rng = torch.Generator().manual_seed(seed * 1000 + rank)
-        if not isinstance(dataset, torch.utils.data.TensorDataset) and not hasattr(dataset, 'held'):
-            try:                                                # decoded once, for both phases
-                dataset.held = fid.decode_once(dataset, self.HOLD_BYTES, workers)
-            except ValueError as e:
-                die(last_line(e))
-        tensors = getattr(dataset, 'tensors', None) or dataset.held
-        self.held = tensors and [t.to(device) for t in (*tensors, fid.PIXELS)]
-
-    def _iterate(self):                                         # this rank's index lists from (epoch, pos) on
-        epoch, pos, local = self.epoch, self.pos, self.batch_size // self.world
-        while True:
-            order = torch.randperm(len(self.dataset), generator=torch.Generator().manual_seed(self.seed + 7919 * epoch))
-            starts = range(pos * self.batch_size, len(self.dataset) - self.batch_size + 1, self.batch_size)
-            yield from (order[s + self.rank * local: s + (self.rank + 1) * local].tolist() for s in starts)
-            epoch, pos = epoch + 1, 0
-
-    def next(self):
-        if self.iterator is None:   # generator=: the DataLoader draws its workers' seeds there, not from the global RNG
-            self.iterator = self._iterate() if self.held else iter(torch.utils.data.DataLoader(
-                self.dataset, batch_sampler=self._iterate(), num_workers=self.workers,
-                pin_memory=self.device.type == 'cuda', generator=torch.Generator()))
-        try:
-            batch = next(self.iterator)
-        except ValueError as e:
-            die(last_line(e))
-        if self.held:                                           # gathered (and uint8 decoded) on the device
-            x, y, pixels = self.held
-            i = torch.tensor(batch).to(self.device, non_blocking=True)
-            batch = (pixels[x[i].long()] if x.dtype == torch.uint8 else x[i]), y[i]
-        (x, y), full = batch, (self.pos + 1) * self.batch_size <= len(self.dataset)   # else it opened a new epoch
-        self.epoch, self.pos = (self.epoch, self.pos + 1) if full else (self.epoch + 1, 1)   # (a loader runs ahead)
-        if self.flip:                                           # random horizontal flip (CIFAR-10 training)
-            mask = (torch.rand(len(x), generator=self.flip_rng) < 0.5).to(x.device, non_blocking=True)
-            x = torch.where(mask[:, None, None, None], x.flip(-1), x)
-        return x.to(self.device, non_blocking=True), torch.as_tensor(y).to(self.device, non_blocking=True)
-
-    def state_dict(self):
-        return dict(epoch=self.epoch, pos=self.pos, flip_rng=self.flip_rng.get_state())
-
-    def load_state_dict(self, state):
-        self.epoch, self.pos, self.iterator = state['epoch'], state['pos'], None
-        self.flip_rng.set_state(state['flip_rng'])
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
 
 def autocast(args):
     """--amp bf16: bf16 forwards; weights, optimizer states and the losses (fp32 targets promote) stay fp32."""
-    return torch.autocast(torch.device(args.device).type, torch.bfloat16) if args.amp == 'bf16' else contextlib.nullcontext()
+    if args.amp != 'bf16':
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(args.device).type, torch.bfloat16)
 
 
 def optimizer_step(loss, opt, sched, params, clip):
@@ -295,7 +229,7 @@ def optimizer_step(loss, opt, sched, params, clip):
 
 @torch.no_grad()
 def ema_update(ema, net, decay):
-    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)   # one kernel per group, not per tensor
+    torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - decay)   # one kernel per group
 
 
 def adam(params, lr, warmup, betas=(0.0, 0.999), decay='none', total=1):
@@ -308,12 +242,6 @@ def adam(params, lr, warmup, betas=(0.0, 0.999), decay='none', total=1):
                                                   shape(min(1.0, (step - warmup) / max(1, total - warmup))))
 
 
-def save_atomic(obj, path):
-    """torch.save to a temporary file, then rename: the previous file stays intact until the new one is complete."""
-    torch.save(obj, path + '.tmp')
-    os.replace(path + '.tmp', path)
-
-
 def load_checkpoint(path, what):
     try:
         return torch.load(path, map_location='cpu', weights_only=False)
@@ -321,23 +249,27 @@ def load_checkpoint(path, what):
         die(f'{what} {path} cannot be read ({type(e).__name__}); move it away to start over')
 
 
-def save_state(path, step, stateful, data, device, ddp, world, rank, **extra):
-    """Atomic checkpoint: step, extra, every state_dict of stateful, and every rank's data position and RNG."""
-    mine, ranks = dict(data=data.state_dict(), rng=torch.get_rng_state(),
-                       cuda=torch.cuda.get_rng_state_all() if device.type == 'cuda' else None), [None] * world
-    dist.all_gather_object(ranks, mine) if ddp else ranks.__setitem__(0, mine)
-    if rank == 0:
-        save_atomic(dict(step=step, **extra, **{k: v.state_dict() for k, v in stateful.items()}, ranks=ranks), path)
+def save_state(run, path, step, stateful, batches, **extra):
+    """Atomic checkpoint: step, extra, every state_dict of stateful, and every rank's batch position and RNG."""
+    mine = dict(data=batches.state_dict(), rng=torch.get_rng_state(),
+                cuda=torch.cuda.get_rng_state_all() if run.device.type == 'cuda' else None)
+    ranks = [mine]
+    if run.ddp:
+        ranks = [None] * run.world
+        dist.all_gather_object(ranks, mine)
+    if run.rank == 0:
+        ckpt = dict(step=step, **extra, **{k: v.state_dict() for k, v in stateful.items()}, ranks=ranks)
+        fid.write_atomic(path, lambda f: torch.save(ckpt, f))
 
 
-def load_state(path, stateful, data, rank):
+def load_state(run, path, stateful, batches):
     """Restore what save_state wrote (one clear line if it does not fit this run) -> step."""
     ckpt = load_checkpoint(path, 'checkpoint')
     try:
         for key, obj in stateful.items():
             obj.load_state_dict(ckpt[key])
-        mine = ckpt['ranks'][rank]
-        data.load_state_dict(mine['data'])
+        mine = ckpt['ranks'][run.rank]
+        batches.load_state_dict(mine['data'])
     except (KeyError, IndexError, TypeError, RuntimeError, ValueError) as e:
         die(f'checkpoint {path} does not fit this run ({type(e).__name__}: {str(e).splitlines()[0]})')
     torch.set_rng_state(mine['rng'])
@@ -372,65 +304,75 @@ def model_config(args, shape, num_classes):
                 dropout=0.0, num_classes=num_classes if args.cond else None, **heads)
 
 
-def wrap(net, args, device, ddp):
+def wrap(net, args, run):
     """--compile: each block compiled in place (models.compile_blocks); then DDP-wrap a network that trains."""
     net = models.compile_blocks(net) if args.compile else net
-    return nn.parallel.DistributedDataParallel(net, [device.index] if device.type == 'cuda' else None) if ddp else net
+    if not run.ddp:
+        return net
+    return nn.parallel.DistributedDataParallel(net, [run.device.index] if run.device.type == 'cuda' else None)
 
 
 def stop_if_not_finite(pending, ckpt_path):
-    """Reads pending [(step, {name: 0-d tensor})] in one host sync (the loops read only to log or checkpoint), empties
-    it -> [{name: value}]. A NaN/inf ends the run: one line naming the first, exit 3; the last checkpoint stays."""
+    """Reads pending [(step, {name: 0-d tensor})] in one host sync (the loops read only to log or checkpoint),
+    empties it -> [{name: value}]. A NaN/inf ends the run: one line naming the first, exit 3; the last checkpoint
+    stays."""
     rows = torch.stack([torch.stack([*values.values()]) for _, values in pending]).tolist()
-    rows, pending[:] = [(step, dict(zip(values, row))) for (step, values), row in zip(pending, rows)], []
+    rows = [(step, dict(zip(values, row))) for (step, values), row in zip(pending, rows)]
+    pending.clear()
     for step, values in rows:
         for name, value in values.items():
             if not math.isfinite(value):
                 kept = f'; the last good checkpoint is kept at {ckpt_path}' if os.path.isfile(ckpt_path) else ''
-                what = {'gen_grad': 'generator gradient norm', 'grad': 'teacher gradient norm'}.get(name, f'{name} loss')
+                names = {'gen_grad': 'generator gradient norm', 'grad': 'teacher gradient norm'}
+                what = names.get(name, f'{name} loss')
                 die(f'non-finite {what} ({value}) at step {step}{kept}', code=3)
     return [values for _, values in rows]
 
 
 # ---------------------------------------------------------------------------------------------------- evaluation
 
-def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
+def make_evaluator(args, run, dataset, shape, num_classes, interp):
     """-> evaluate(name, sample_fn(z, y)) -> {metric: value}, writing OUT/samples_{name}.png.
 
     Toy: `fd` (Frechet distance) and `swd` (sliced Wasserstein) against held-out data, class-balanced like the
     samples with --cond; images: `fd_pix8` (8x8-pooled pixels) and `fid` when the Inception weights exist.
     Samples come from a fixed seed, so training randomness is untouched and evaluations are comparable.
     """
-    toy, n, classes = args.dataset == 'toy', args.eval_samples, num_classes if args.cond else None
+    toy, n, classes, device = args.dataset == 'toy', args.eval_samples, num_classes if args.cond else None, run.device
     inception, fid_ref = None, None
     try:
         idx = [] if toy else torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:n].tolist()
         if len(idx) < n and not toy:
-            log(f'fd_pix8 compares {n} samples with all {len(idx)} images of the dataset (fewer than --eval-samples)')
-        ref = toy_data(n, seed=4321, balanced=args.cond)[0] if toy else torch.stack([dataset[i][0] for i in idx])
+            run.log(f'fd_pix8 compares {n} samples with all {len(idx)} images of the dataset (fewer than '
+                    '--eval-samples)')
+        ref = data.toy_data(n, seed=4321, balanced=args.cond)[0] if toy else torch.stack([dataset[i][0] for i in idx])
         if args.fid_samples and not toy:                        # a cached reference is checked before Inception loads
             # CIFAR-10's root can hold the cache for every run; an image folder cannot (a class folder to the loader)
             cache = (os.path.join(args.data_dir, 'fid_stats') if args.dataset == 'cifar10' and
                      os.access(args.data_dir, os.W_OK) else args.out)
             loader = torch.utils.data.DataLoader(dataset, batch_size=250, num_workers=args.workers)
             get_inception = functools.cache(lambda: fid.load_inception(args.fid_weights, device))    # loaded once
-            fid_ref = fid.dataset_stats(args.dataset, loader, cache, args.image_size, device=device, get_net=get_inception,
-                                        log=log)
+            fid_ref = fid.dataset_stats(args.dataset, loader, cache, args.image_size, device=device,
+                                        get_net=get_inception, log=run.log)
             inception = get_inception()
     except fid.InceptionWeightsNotFound as e:
-        log(f'FID disabled: {e}')
+        run.log(f'FID disabled: {e}')
     except ValueError as e:
-        die(last_line(e))
+        die(data.last_line(e))
     ref_stats = fid.gaussian_stats(ref) if toy else fid.pixel_stats(ref)
 
     @torch.no_grad()
     @torch.compiler.set_stance('force_eager')                  # --compile: no graphs for evaluation's batch shapes
     def evaluate(name, sample_fn, quiet=False):                 # quiet: the caller shows the progress
-        g, bar = torch.Generator(device).manual_seed(1), fid.Progress(f'samples of {name}', n, 'samples',
-                                                                      None if quiet else log, args.log_every, end=False)
+        g = torch.Generator(device).manual_seed(1)
+        bar = fid.Progress(f'samples of {name}', n, 'samples', None if quiet else run.log, args.log_every, end=False)
         labels = torch.arange(n, device=device) % classes if classes else None
-        x = torch.cat([(sample_fn(interp.prior((min(500, n - i), *shape), device, g), labels[i:i + 500] if classes else None),
-                        bar(min(n, i + 500)))[0] for i in range(0, n, 500)]).float().cpu()
+        chunks = []
+        for i in range(0, n, 500):
+            z = interp.prior((min(500, n - i), *shape), device, g)
+            chunks.append(sample_fn(z, labels[i:i + 500] if classes else None))
+            bar(min(n, i + 500))
+        x = torch.cat(chunks).float().cpu()
         labels, path = labels.cpu() if classes else None, os.path.join(args.out, f'samples_{name}.png')
         if toy:
             fid.save_scatter(x, labels, path)
@@ -441,7 +383,7 @@ def make_evaluator(args, dataset, shape, num_classes, interp, device, log):
         if fid_ref is not None:
             g = torch.Generator(device).manual_seed(2)          # (its progress lines say how long it took)
             mu, sigma = fid.generator_stats(lambda m, y: sample_fn(interp.prior((m, *shape), device, g), y),
-                                            args.fid_samples, 250, classes, inception, device, log=log)
+                                            args.fid_samples, 250, classes, inception, device, log=run.log)
             metrics['fid'] = fid.frechet_distance(mu, sigma, *fid_ref)
         return metrics
     return evaluate
@@ -463,50 +405,48 @@ def record(args, log, **entry):
 
 # ---------------------------------------------------------------------------------------------------- phase 1: teacher
 
-def train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log):
+def train_teacher(args, run, dataset, shape, num_classes, interp):
     """Minimize the UM loss (Def. 1) on real data -> OUT/teacher.pt (EMA weights). Every --eval-every steps the
     whole state goes to OUT/teacher_ckpt.pt, from which --resume continues exactly."""
     config, ckpt_path = model_config(args, shape, num_classes), os.path.join(args.out, 'teacher_ckpt.pt')
-    net = models.build_model(config).to(device)
-    model = wrap(interp.precondition(net), args, device, ddp)
+    net = models.build_model(config).to(run.device)
+    model = wrap(interp.precondition(net), args, run)
     ema = copy.deepcopy(net).requires_grad_(False)             # after wrap: its layout (--compile: channels_last)
     opt, sched = adam(net.parameters(), args.teacher_lr, min(args.warmup, args.teacher_steps // 10), (0.9, 0.999))
-    if args.teacher_keep:                                       # the first round(f n_c) items of class c
-        labels = torch.as_tensor(dataset.tensors[1] if hasattr(dataset, 'tensors') else dataset.targets)
-        keep = torch.cat([i[:round(f * len(i))] for c, f in enumerate(args.teacher_keep) for i in [(labels == c).nonzero()[:, 0]]])
-        dataset = (torch.utils.data.TensorDataset(*(t[keep.sort().values] for t in dataset.tensors)) if hasattr(dataset, 'tensors')
-                   else torch.utils.data.Subset(dataset, keep.sort().values.tolist()))
-        log(f'teacher: trains on {len(dataset)} items, fractions {args.teacher_keep} of the classes')
-    data = Batches(dataset, args.teacher_batch_size, args.seed + 1, rank, world, device, args.dataset == 'cifar10',
-                   args.workers)
+    if args.teacher_keep:
+        dataset = data.keep_fractions(dataset, args.teacher_keep)
+        run.log(f'teacher: trains on {len(dataset)} items, fractions {args.teacher_keep} of the classes')
+    batches = data.Batches(dataset, args.teacher_batch_size, args.seed + 1, run.rank, run.world, run.device,
+                           args.dataset == 'cifar10', args.workers)
     stateful, start = dict(net=net, ema=ema, opt=opt, sched=sched), 0
     if args.resume and os.path.isfile(ckpt_path):
-        start = load_state(ckpt_path, stateful, data, rank)
+        start = load_state(run, ckpt_path, stateful, batches)
         if start > args.teacher_steps:
             die(f'{ckpt_path} is at step {start}, past --teacher-steps {args.teacher_steps}')
-        log(f'resumed the teacher from {ckpt_path} at step {start}')
-    t0, last, pending = time.time(), time.time(), []           # pending: values on the device until read
+        run.log(f'resumed the teacher from {ckpt_path} at step {start}')
+    pending = []                                                # values on the device until read
+    bar, t0 = fid.Progress('teacher', args.teacher_steps, 'it', run.log, args.log_every, start=start), time.time()
     for step in range(start + 1, args.teacher_steps + 1):
-        x, y = data.next()
+        x, y = batches.next()
         with autocast(args):
             loss = losses.um_loss(model, interp, x, y if args.cond else None)         # Def. 1 / eq. 3
         grad_norm = optimizer_step(loss, opt, sched, net.parameters(), args.clip)
         ema_update(ema, net, min(args.teacher_ema, (1 + step) / (10 + step)))         # EMA with warm-up
         pending.append((step, dict(teacher=loss.detach(), grad=grad_norm)))
         if args.compile and step == start + 1:
-            log(f'--compile: the first step took {time.time() - t0:.0f} s, compiling included')
-        if (log_now := time.time() - last > args.log_every or step == args.teacher_steps) or step % args.eval_every == 0:
+            run.log(f'--compile: the first step took {time.time() - t0:.0f} s, compiling included')
+        log_now = bar.due(step)
+        if log_now or step % args.eval_every == 0:
             values = stop_if_not_finite(pending, ckpt_path)[-1]  # one host sync, only to log or checkpoint
         if log_now:
-            log(fid.line('teacher', step, args.teacher_steps, (step - start) / (time.time() - t0), loss=values['teacher'],
-                         grad=values['grad']))
-            last = time.time()
+            bar(step, loss=values['teacher'], grad=values['grad'])
         if step % args.eval_every == 0 and step < args.teacher_steps:
-            save_state(ckpt_path, step, stateful, data, device, ddp, world, rank, args=vars(args), model=config)
+            save_state(run, ckpt_path, step, stateful, batches, args=vars(args), model=config)
     path = os.path.join(args.out, 'teacher.pt')
-    if rank == 0:
-        models.save_teacher(path, ema, config, extra=dict(config=dict(args=vars(args), steps=args.teacher_steps)))
-    log(f'teacher: {args.teacher_steps} UM steps, saved to {path}')
+    if run.rank == 0:
+        extra = dict(config=dict(args=vars(args), steps=args.teacher_steps))
+        fid.write_atomic(path, lambda f: models.save_teacher(f, ema, config, extra=extra))
+    run.log(f'teacher: {args.teacher_steps} UM steps, saved to {path}')
 
 
 def load_teacher(args, path, shape, num_classes, device):
@@ -517,7 +457,8 @@ def load_teacher(args, path, shape, num_classes, device):
     except ValueError as e:
         die(str(e))
     config, fits, trained = info['config'], f'teacher {path} does not fit the data', info['trained']
-    dim, classes = tuple(config['dim']) if isinstance(config['dim'], list) else (config['dim'],), config.get('num_classes')
+    dim = tuple(config['dim']) if isinstance(config['dim'], list) else (config['dim'],)
+    classes = config.get('num_classes')
     if dim != tuple(shape):
         die(f'{fits}: it is for shape {dim}, the {args.dataset} data has shape {tuple(shape)}')
     if args.cond != (classes is not None):
@@ -530,12 +471,12 @@ def load_teacher(args, path, shape, num_classes, device):
     return net, config, f'{info["format"]}{", time-flipped" if info["flipped"] else ""}'
 
 
-# ---------------------------------------------------------------------------------------------------- phase 2: Algorithm 1
+# ------------------------------------------------------------------------------------------------- phase 2: Algorithm 1
 
 def discriminate(nets, interp, x, y):
     """UID+GAN baseline (eq. 8): logits of a head on the fake's bottleneck at slightly noised data, t in [0, 0.2]."""
     t = 0.2 * torch.rand(len(x), device=x.device)
-    return nets.head(nets.fake_raw.features(t, interp.sample(x, t=t)[1], y)).squeeze(1)
+    return nets.head(nets.fake.features(t, interp.sample(x, t=t)[1], y)).squeeze(1)
 
 
 def fake_update(args, interp, nets, opt, sched, z, y_gen, x_real, y_real):
@@ -544,13 +485,13 @@ def fake_update(args, interp, nets, opt, sched, z, y_gen, x_real, y_real):
         x_gen = nets.generator(z, y_gen).float()
     with autocast(args):
         if args.loss == 'normalized':                           # Def. 4: the fake maximizes Normalized RealUID
-            loss = -losses.normalized_realuid_loss(nets.teacher, nets.fake, interp, x_gen, x_real, args.alpha,
+            loss = -losses.normalized_realuid_loss(nets.teacher, nets.fake_ddp, interp, x_gen, x_real, args.alpha,
                                                    args.beta, y_gen, y_real)
         elif args.gamma is None and args.param == 'standard':
-            loss = losses.realum_loss(nets.fake, interp, x_gen, x_real, args.alpha, args.beta, y_gen, y_real)
+            loss = losses.realum_loss(nets.fake_ddp, interp, x_gen, x_real, args.alpha, args.beta, y_gen, y_real)
         else:                                                   # Def. 3: the fake maximizes General RealUID
-            loss = -losses.general_realuid_loss(nets.teacher, nets.fake, interp, x_gen, x_real, args.alpha, args.beta,
-                                                args.gamma, args.param, y_gen, y_real)
+            loss = -losses.general_realuid_loss(nets.teacher, nets.fake_ddp, interp, x_gen, x_real, args.alpha,
+                                                args.beta, args.gamma, args.param, y_gen, y_real)
         if nets.head is not None:
             loss = loss + args.gan[1] * losses.gan_discriminator_loss(discriminate(nets, interp, x_real, y_real),
                                                                       discriminate(nets, interp, x_gen, y_gen))
@@ -564,12 +505,12 @@ def generator_update(args, interp, nets, opt, sched, z, y):
     for p in nets.fake_params:
         p.requires_grad_(False)
     with autocast(args):
-        x_gen = nets.gen(z, y).float()
+        x_gen = nets.generator_ddp(z, y).float()
         if args.loss == 'normalized':                           # Def. 4, App. A.4
-            loss = losses.normalized_realuid_generator_loss(nets.teacher, nets.fake_raw, interp, x_gen, args.alpha,
+            loss = losses.normalized_realuid_generator_loss(nets.teacher, nets.fake, interp, x_gen, args.alpha,
                                                             args.beta, y)
         else:                                                   # eq. 17 (eq. 34 with --sid-alpha, Def. 3 with --gamma)
-            loss = losses.realuid_generator_loss(nets.teacher, nets.fake_raw, interp, x_gen, args.alpha, args.beta, y,
+            loss = losses.realuid_generator_loss(nets.teacher, nets.fake, interp, x_gen, args.alpha, args.beta, y,
                                                  sid_alpha=args.sid_alpha, gamma=args.gamma, param=args.param)
         if nets.head is not None:
             loss = loss + args.gan[0] * losses.gan_generator_loss(discriminate(nets, interp, x_gen, y))
@@ -586,20 +527,19 @@ def finetune_start(args, config):
         die(f'{name} has no generator EMAs (expected a train.py ckpt.pt)')
     other = {k for k in {*config, *ckpt['model']} if config.get(k) != ckpt['model'].get(k)}
     if other:
-        die(f'{name} was distilled from another model (' + ', '.join(f'{k} {ckpt["model"].get(k)} there, '
-                                                                    f'{config.get(k)} here' for k in sorted(other)) + ')')
+        differences = ', '.join(f'{k} {ckpt["model"].get(k)} there, {config.get(k)} here' for k in sorted(other))
+        die(f'{name} was distilled from another model ({differences})')
     recorded = (ckpt.get('args') or {}).get('interpolant', args.interpolant)
     if recorded != args.interpolant:
         die(f'{name} was trained with --interpolant {recorded}, not {args.interpolant}')
     return ckpt['emas'][max(ckpt['emas'], key=float)]
 
 
-def distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log,
-            finetune=None):
+def distill(args, run, teacher_net, config, dataset, shape, num_classes, interp, finetune=None):
     classes, ckpt_path = num_classes if args.cond else None, os.path.join(args.out, 'ckpt.pt')
     teacher = interp.precondition(teacher_net)
     generator = models.Generator(interp.precondition(copy.deepcopy(teacher_net)).requires_grad_(True).train(), interp)
-    fake_net = models.build_model(config).to(device)            # random init (App. D.1)
+    fake_net = models.build_model(config).to(run.device)        # random init (App. D.1)
     fake = interp.precondition(fake_net)
     if finetune is not None:                                    # App. D.2: generator from an EMA, fake from teacher
         generator.load_state_dict(finetune)
@@ -607,70 +547,84 @@ def distill(args, teacher_net, config, dataset, shape, num_classes, interp, devi
     for m in (*generator.modules(), *fake.modules()):
         if isinstance(m, nn.Dropout):                           # App. D.1: no dropout in generator and fake
             m.p = 0.0
-    head = nn.Linear(fake_net.feature_dim, 1).to(device) if args.gan else None    # on models' features()
-    nets = SimpleNamespace(teacher=models.compile_blocks(teacher) if args.compile else teacher, generator=generator,
-                           gen=wrap(generator, args, device, ddp), fake=wrap(fake, args, device, ddp), fake_raw=fake,
+    head = nn.Linear(fake_net.feature_dim, 1).to(run.device) if args.gan else None    # on models' features()
+    nets = SimpleNamespace(teacher=models.compile_blocks(teacher) if args.compile else teacher,
+                           generator=generator, generator_ddp=wrap(generator, args, run),   # the _ddp ones train
+                           fake=fake, fake_ddp=wrap(fake, args, run),
                            head=head, fake_params=[*fake.parameters(), *(head.parameters() if head else [])])
     emas = EMAs({decay: copy.deepcopy(generator).requires_grad_(False) for decay in args.ema})
-    opt_fake, sched_fake = adam(nets.fake_params, args.lr_fake, args.warmup, decay=args.lr_decay, total=args.k * args.steps)
+    opt_fake, sched_fake = adam(nets.fake_params, args.lr_fake, args.warmup, decay=args.lr_decay,
+                                total=args.k * args.steps)
     opt_gen, sched_gen = adam(generator.parameters(), args.lr, args.warmup, decay=args.lr_decay, total=args.steps)
-    stateful = dict(generator=generator, fake=fake, emas=emas, opt_fake=opt_fake, opt_gen=opt_gen, sched_fake=sched_fake,
-                    sched_gen=sched_gen, **(dict(head=head) if head else {}))
-    data = Batches(dataset, args.batch_size, args.seed, rank, world, device, args.dataset == 'cifar10', args.workers)
-    evaluate = make_evaluator(args, dataset, shape, num_classes, interp, device, log) if rank == 0 else None
+    stateful = dict(generator=generator, fake=fake, emas=emas, opt_fake=opt_fake, opt_gen=opt_gen,
+                    sched_fake=sched_fake, sched_gen=sched_gen, **(dict(head=head) if head else {}))
+    batches = data.Batches(dataset, args.batch_size, args.seed, run.rank, run.world, run.device,
+                           args.dataset == 'cifar10', args.workers)
+    evaluate = make_evaluator(args, run, dataset, shape, num_classes, interp) if run.rank == 0 else None
     start = 0                                                   # (the evaluator's FID loader draws from the RNG)
     if args.resume and os.path.isfile(ckpt_path):
-        start = load_state(ckpt_path, stateful, data, rank)
-        log(f'resumed from {ckpt_path} at step {start}')
-    checkpoint = lambda step: save_state(ckpt_path, step, stateful, data, device, ddp, world, rank, args=vars(args),
-                                         model=config)
+        start = load_state(run, ckpt_path, stateful, batches)
+        run.log(f'resumed from {ckpt_path} at step {start}')
+
+    def checkpoint(step):
+        save_state(run, ckpt_path, step, stateful, batches, args=vars(args), model=config)
 
     def evaluation(step, running, rate):                        # at step 0 the EMAs equal the generator
-        if rank == 0:
+        if run.rank == 0:
             named = {'generator': generator, **({f'ema{d}': m for d, m in emas.items()} if step else {})}
             metrics = {name: evaluate(name, net.eval()) for name, net in named.items()}
             generator.train()
-            record(args, log, step=step, phase='distill', losses=running, metrics=metrics, it_per_s=rate)
+            record(args, run.log, step=step, phase='distill', losses=running, metrics=metrics, it_per_s=rate)
 
-    path = os.path.join(args.out, 'metrics.jsonl')              # (phase, step) recorded; a kill after a checkpoint
-    with open(path) if args.resume and os.path.isfile(path) else contextlib.nullcontext([]) as f:   # may have lost one
-        done = {(e['phase'], e['step']) for e in (json.loads(line) for line in f if line.endswith('}\n'))}  # (not a cut one)
-    if rank == 0 and args.nfe and 'teacher' not in {phase for phase, _ in done}:
-        t0, g = time.time(), torch.Generator(device).manual_seed(3)   # the SDE sampler's noise (bridge) is seeded
-        bar = fid.Progress(f'teacher sampler, {args.nfe} NFE', args.eval_samples * args.nfe, 'sample-NFE', log, args.log_every)
-        metrics = evaluate('teacher', lambda z, y: interp.generate(lambda t, x, c: bar.add(len(x), teacher(t, x, c)), z, y,
-                                                                   steps=args.nfe, generator=g), quiet=True)
-        record(args, log, step=0, phase='teacher', metrics={f'teacher_nfe{args.nfe}': metrics}, seconds=time.time() - t0)
+    # The evaluations metrics.jsonl holds, as (phase, step): a kill after a checkpoint may have lost one, which is
+    # then done again below; a line cut short by a kill is not counted.
+    path = os.path.join(args.out, 'metrics.jsonl')
+    with open(path) if args.resume and os.path.isfile(path) else contextlib.nullcontext([]) as f:
+        done = {(e['phase'], e['step']) for e in (json.loads(line) for line in f if line.endswith('}\n'))}
+    if run.rank == 0 and args.nfe and 'teacher' not in {phase for phase, _ in done}:
+        t0, g = time.time(), torch.Generator(run.device).manual_seed(3)   # the SDE sampler's noise (bridge) is seeded
+        bar = fid.Progress(f'teacher sampler, {args.nfe} NFE', args.eval_samples * args.nfe, 'sample-NFE', run.log,
+                           args.log_every)
+        metrics = evaluate('teacher', lambda z, y: interp.generate(lambda t, x, c: bar.add(len(x), teacher(t, x, c)),
+                                                                   z, y, steps=args.nfe, generator=g), quiet=True)
+        record(args, run.log, step=0, phase='teacher', metrics={f'teacher_nfe{args.nfe}': metrics},
+               seconds=time.time() - t0)
     if ('distill', start) not in done:                          # step 0: the generator at its initialisation
         evaluation(start, {}, 0.0 if start == 0 else None)      # (a redone one: its losses went with the process)
     if start and start >= args.steps:
-        return log(f'nothing to do: the run is at step {start}, --steps is {args.steps}')
-    n, use_real = args.batch_size // world, args.alpha < 1 or (args.gamma or 1) < 1 or args.gan is not None
-    pending, sums, count, seconds, peak, last = [], {}, 0, 0.0, 0.0, time.time()
+        return run.log(f'nothing to do: the run is at step {start}, --steps is {args.steps}')
+    n = args.batch_size // run.world
+    use_real = args.alpha < 1 or (args.gamma or 1) < 1 or args.gan is not None
+    bar = fid.Progress('distill', args.steps, 'it', run.log, args.log_every, start=start)
+    pending = []                                                # per step: values on the device until read
+    sums, count, seconds, peak = {}, 0, 0.0, 0.0                # since the last evaluation: for metrics.jsonl
     for step in range(start + 1, args.steps + 1):
         t0 = time.time()
         for _ in range(args.k):                                 # Algorithm 1: K fake updates on RealUM (Def. 2)
-            x_real, y_real = data.next() if use_real else (None, None)
-            z, y_gen = noise(interp, n, shape, classes, device)
+            x_real, y_real = batches.next() if use_real else (None, None)
+            z, y_gen = noise(interp, n, shape, classes, run.device)
             loss_fake = fake_update(args, interp, nets, opt_fake, sched_fake, z, y_gen, x_real,
                                     y_real if args.cond else None)
-        z, y_gen = noise(interp, n, shape, classes, device)     # then one generator update on RealUID (eq. 17)
+        z, y_gen = noise(interp, n, shape, classes, run.device)  # then one generator update on RealUID (eq. 17)
         loss_gen, grad_norm = generator_update(args, interp, nets, opt_gen, sched_gen, z, y_gen)
         for decay, ema in emas.items():
             ema_update(ema, generator, decay)
-        pending.append((step, dict(fake=loss_fake, gen=loss_gen, gen_grad=grad_norm)))  # on the device until read
+        pending.append((step, dict(fake=loss_fake, gen=loss_gen, gen_grad=grad_norm)))
         if args.compile and step == start + 1:
-            log(f'--compile: the first step took {time.time() - t0:.0f} s, compiling included')
-        log_now, eval_now = time.time() - last > args.log_every or step == args.steps, step % args.eval_every == 0
+            run.log(f'--compile: the first step took {time.time() - t0:.0f} s, compiling included')
+        log_now, eval_now = bar.due(step), step % args.eval_every == 0
         for values in stop_if_not_finite(pending, ckpt_path) if log_now or eval_now else []:    # one host sync
-            sums, count, peak = {k: sums.get(k, 0.0) + v for k, v in values.items()}, count + 1, max(peak, values['gen_grad'])
+            for name, value in values.items():
+                sums[name] = sums.get(name, 0.0) + value
+            count += 1
+            peak = max(peak, values['gen_grad'])
         seconds += time.time() - t0
         if log_now:
-            log(fid.line('distill', step, args.steps, count / max(seconds, 1e-9), **values))
-            last = time.time()
+            bar(step, **values)
         if eval_now or step == args.steps:
             checkpoint(step)
-            evaluation(step, {**{k: v / count for k, v in sums.items()}, 'gen_grad_max': peak}, count / max(seconds, 1e-9))
+            running = {name: total / count for name, total in sums.items()}
+            evaluation(step, {**running, 'gen_grad_max': peak}, count / max(seconds, 1e-9))
             sums, count, seconds, peak = {}, 0, 0.0, 0.0
     if args.steps == start:
         checkpoint(start)
@@ -688,8 +642,10 @@ def main(argv=None):
         dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
         if args.batch_size % world:
             die(f'--batch-size {args.batch_size} is not divisible by the {world} ranks')
+    log = (lambda msg: print(msg, flush=True)) if rank == 0 else (lambda msg: None)
+    run = SimpleNamespace(device=device, ddp=ddp, rank=rank, world=world, log=log)
     torch.manual_seed(args.seed + rank)
-    if device.type == 'cuda':       # fixed shapes: cuDNN times its conv algorithms once (as EDM, SiD); fp32: TF32 matmuls
+    if device.type == 'cuda':   # fixed shapes: cuDNN times its conv algorithms once (as EDM, SiD); fp32: TF32 matmuls
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision('high')
     created = not os.path.exists(args.out)
@@ -700,30 +656,33 @@ def main(argv=None):
     if not os.access(args.out, os.W_OK):
         die(f'--out {args.out}: the folder is not writable')
     try:                                                        # a refusal below leaves no empty --out it created
-        log = (lambda msg: print(msg, flush=True)) if rank == 0 else (lambda msg: None)
         interp = make_interpolant(args.interpolant)
-        dataset, shape, num_classes = make_dataset(args)
+        dataset, shape, num_classes = data.make_dataset(args.dataset, args.data_dir, args.image_size, args.cond)
         if args.teacher_keep and len(args.teacher_keep) != num_classes:
-            die(f'--teacher-keep takes one fraction per class: {num_classes} for {args.dataset}, got {len(args.teacher_keep)}')
+            die(f'--teacher-keep takes one fraction per class: {num_classes} for {args.dataset}, '
+                f'got {len(args.teacher_keep)}')
         log(f'{args.dataset}: {len(dataset)} items of shape {shape}, {num_classes} classes | alpha={args.alpha} '
             f'beta={args.beta} | {world} rank(s) on {device} | out {args.out}')
         if getattr(dataset, 'loose', None):
-            log(f'{len(dataset.loose)} images directly in {args.data_dir} (e.g. {dataset.loose[0]}) are in no class folder: not used')
+            log(f'{len(dataset.loose)} images directly in {args.data_dir} (e.g. {dataset.loose[0]}) are in no class '
+                'folder: not used')
 
         teacher_path, finetune = args.teacher or os.path.join(args.out, 'teacher.pt'), None
         if not args.teacher and not os.path.isfile(teacher_path):
-            if args.finetune:                                       # checked before hours of teacher training, not after
+            if args.finetune:                                   # checked before hours of teacher training, not after
                 finetune = finetune_start(args, model_config(args, shape, num_classes))
-            train_teacher(args, dataset, shape, num_classes, interp, device, ddp, rank, world, log)
+            train_teacher(args, run, dataset, shape, num_classes, interp)
             if ddp:
-                dist.barrier()                                      # every rank then loads rank 0's file: one teacher
+                dist.barrier()                                  # every rank then loads rank 0's file: one teacher
         teacher_net, config, kind = load_teacher(args, teacher_path, shape, num_classes, device)
         log(f'teacher: {teacher_path} ({kind})')
         if args.finetune and finetune is None:
             finetune = finetune_start(args, config)
-        distill(args, teacher_net, config, dataset, shape, num_classes, interp, device, ddp, rank, world, log, finetune)
+        distill(args, run, teacher_net, config, dataset, shape, num_classes, interp, finetune)
         if ddp:
             dist.destroy_process_group()
+    except data.DataError as e:                                 # missing or unreadable data: one line
+        die(str(e))
     finally:
         if created and rank == 0 and os.path.isdir(args.out) and not os.listdir(args.out):
             os.rmdir(args.out)

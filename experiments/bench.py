@@ -11,7 +11,7 @@ Every timing is followed by the FLOPs of one iteration (torch.utils.flop_counter
 forward and backward), the TFLOP/s they make at the median time, and on a GPU of PEAK_TFLOPS the fraction of its
 dense bf16 peak (--amp bf16) or TF32 peak (fp32: train.py and this script run fp32 convs and matmuls in TF32).
 On CUDA also the host syncs one iteration makes (torch.cuda.set_sync_debug_mode), which should be 0.
-The teacher mode runs train.py's teacher step (a batch from train.Batches with the data held on the device, UM
+The teacher mode runs train.py's teacher step (a batch from data.Batches with the data held on the device, UM
 loss, Adam step, EMA) on a random uint8 CIFAR-10-sized dataset; no naive loop, no check.
 
 First a check: both loops start from the same weights and RNG state, run one iteration, and must give the same
@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repo root
+import data                                                     # noqa: E402
 import losses                                                   # noqa: E402
 import models                                                   # noqa: E402
 import train                                                    # noqa: E402
@@ -121,8 +122,8 @@ def build(args):
     train_args = argparse.Namespace(alpha=args.alpha, beta=args.beta, loss='realuid', gamma=None, param='standard',
                                     sid_alpha=0.5, clip=1.0, amp=args.amp, device=args.device, lr=3e-5, warmup=500,
                                     k=args.k, cond=args.cond, seed=args.seed)
-    nets = SimpleNamespace(teacher=teacher, generator=generator, gen=generator, fake=fake, fake_raw=fake, head=None,
-                           fake_params=list(fake.parameters()))
+    nets = SimpleNamespace(teacher=teacher, generator=generator, generator_ddp=generator, fake=fake, fake_ddp=fake,
+                           head=None, fake_params=list(fake.parameters()))
     ours = SimpleNamespace(args=train_args, interp=interp, nets=nets, shape=shape, num_classes=classes, device=device,
                            emas={d: copy.deepcopy(generator).requires_grad_(False) for d in (0.999, 0.9996, 0.9999)})
     ours.opt_fake, ours.sched_fake = train.adam(fake.parameters(), train_args.lr, train_args.warmup, betas=(0.0, 0.999))
@@ -366,7 +367,7 @@ def main(argv=None):
 
 
 def teacher_mode(args, device):
-    """train.py's teacher step (train_teacher's loop body) at --batch-size, data held on the device by train.Batches:
+    """train.py's teacher step (train_teacher's loop body) at --batch-size, data held on the device by data.Batches:
     blocks of 20 steps, one sync at the end of each -> steps/s, TFLOP/s, peak memory."""
     torch.manual_seed(args.seed)
     shape, n = (3, args.image_size, args.image_size), 50_000 if args.full else 10 * args.batch_size
@@ -377,14 +378,14 @@ def teacher_mode(args, device):
     g = torch.Generator().manual_seed(args.seed)                # a CIFAR-10-sized uint8 dataset, flipped as CIFAR-10
     dataset = torch.utils.data.TensorDataset(torch.randint(0, 256, (n, *shape), dtype=torch.uint8, generator=g),
                                              torch.randint(NUM_CLASSES, (n,), generator=g))
-    data = train.Batches(dataset, args.batch_size, args.seed, 0, 1, device, flip=True)
+    batches = data.Batches(dataset, args.batch_size, args.seed, 0, 1, device, flip=True)
     targs = argparse.Namespace(amp=args.amp, device=args.device)
     print(f'bench.py --mode teacher: UM step (Def. 1) of train.py\'s teacher phase | {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M '
           f'parameters on 3x{args.image_size}x{args.image_size}{", cond" if args.cond else ""} | batch {args.batch_size} | '
           f'{n} uint8 images held on the device | amp {args.amp}{", compiled" if args.compile else ""}')
 
     def step():
-        x, y = data.next()
+        x, y = batches.next()
         with train.autocast(targs):
             loss = losses.um_loss(model, interp, x, y if args.cond else None)
         train.optimizer_step(loss, opt, sched, net.parameters(), 1.0)

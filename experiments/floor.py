@@ -25,6 +25,7 @@ from types import SimpleNamespace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repo root
+import data                                                     # noqa: E402
 import fid                                                      # noqa: E402
 import losses                                                   # noqa: E402
 import models                                                   # noqa: E402
@@ -39,7 +40,7 @@ BASE = dict(teacher='learned', cond=True, alpha=0.98, beta=0.96, steps=600, lr=1
 # ---------------------------------------------------------------------------------------------------- exact teacher
 
 class ExactField(torch.nn.Module):
-    """The exact fm field E[x1 - x0 | x_t] of train.toy_data (8 Gaussians, radius 2, std 0.15; one Gaussian per class
+    """The exact fm field E[x1 - x0 | x_t] of data.toy_data (8 Gaussians, radius 2, std 0.15; one Gaussian per class
     given y, the equal mixture without y): what a perfect teacher would compute."""
     def __init__(self, modes=8, radius=2.0, std=0.15):
         super().__init__()
@@ -71,7 +72,7 @@ def load(cfg):
 
 def evaluator(cond, n=4000):
     """train.make_evaluator's toy metric: swd of n samples (z from seed 1, labels i mod 8) to held-out data."""
-    ref = train.toy_data(n, seed=4321, balanced=cond)[0].double()
+    ref = data.toy_data(n, seed=4321, balanced=cond)[0].double()
 
     @torch.no_grad()
     def swd(sample_fn):
@@ -99,15 +100,16 @@ def run_cell(cfg):
     config = dict(kind='mlp', dim=2, hidden=cfg['fake_hidden'], num_layers=3, num_classes=classes)
     generator = models.Generator(copy.deepcopy(net).requires_grad_(True).train(), interp)
     fake = models.build_model(config)
-    nets = SimpleNamespace(teacher=teacher, generator=generator, gen=generator, fake=fake, fake_raw=fake, head=None,
-                           fake_params=list(fake.parameters()))
+    nets = SimpleNamespace(teacher=teacher, generator=generator, generator_ddp=generator, fake=fake, fake_ddp=fake,
+                           head=None, fake_params=list(fake.parameters()))
     emas = {d: copy.deepcopy(generator).requires_grad_(False) for d in cfg['ema']}
     steps, k, lr_fake = cfg['steps'], cfg['k'], cfg['lr_fake'] or cfg['lr']
     opt_f, sch_f = train.adam(nets.fake_params, lr_fake, cfg['warmup'], tuple(cfg['betas_fake']),
                               cfg['decay'] if cfg['decay_fake'] else 'none', k * steps)
     opt_g, sch_g = train.adam(generator.parameters(), cfg['lr'], cfg['warmup'], tuple(cfg['betas_gen']), cfg['decay'], steps)
-    x, y = train.toy_data(20_000, seed=1234)
-    data = train.Batches(torch.utils.data.TensorDataset(x, y), cfg['batch'], cfg['seed'], 0, 1, torch.device('cpu'), False)
+    x, y = data.toy_data(20_000, seed=1234)
+    batches = data.Batches(torch.utils.data.TensorDataset(x, y), cfg['batch'], cfg['seed'], 0, 1, torch.device('cpu'),
+                           False)
     args = SimpleNamespace(alpha=cfg['alpha'], beta=cfg['beta'], loss='realuid', gamma=None, param='standard',
                            sid_alpha=0.5, amp='none', clip=cfg['clip'], gan=None)
     swd = evaluator(cond)
@@ -115,7 +117,7 @@ def run_cell(cfg):
     curve, t0 = [(0, swd(generator), {})], time.time()
     for step in range(1, steps + 1):
         for _ in range(k):
-            x_real, y_real = data.next() if use_real else (None, None)
+            x_real, y_real = batches.next() if use_real else (None, None)
             z, y_gen = train.noise(interp, cfg['batch'], (2,), classes, 'cpu')
             train.fake_update(args, interp, nets, opt_f, sch_f, z, y_gen, x_real, y_real if cond else None)
         z, y_gen = train.noise(interp, cfg['batch'], (2,), classes, 'cpu')
@@ -202,8 +204,8 @@ def stats(values):
 
 def metric_floor(cond, seeds=10, n=4000):
     """swd between two independent class-balanced data samples of size n (the metric's own floor)."""
-    ref = train.toy_data(n, seed=4321, balanced=cond)[0].double()
-    return [fid.sliced_wasserstein(train.toy_data(n, seed=10_000 + s, balanced=cond)[0].double(), ref)
+    ref = data.toy_data(n, seed=4321, balanced=cond)[0].double()
+    return [fid.sliced_wasserstein(data.toy_data(n, seed=10_000 + s, balanced=cond)[0].double(), ref)
             for s in range(seeds)]
 
 
@@ -262,9 +264,9 @@ def shape_of(generator, cond, n=8000):
         lo.append(ev[0].item()), hi.append(ev[1].item())
     q = torch.tensor([0.1, 0.5, 0.9, 0.99])                     # quantiles of the distance to the own mode
     radial = (x - mu[y]).norm(dim=1).quantile(q).tolist()
-    data = (train.toy_data(n, seed=4321, balanced=True)[0] - mu[y]).norm(dim=1).quantile(q).tolist()
+    from_mode = (data.toy_data(n, seed=4321, balanced=True)[0] - mu[y]).norm(dim=1).quantile(q).tolist()
     return dict(offset=statistics.mean(offs), std_min=statistics.mean(lo), std_max=statistics.mean(hi),
-                radial=radial, radial_data=data)
+                radial=radial, radial_data=from_mode)
 
 
 def fixed_draws(cfg, n, seed):
@@ -272,7 +274,7 @@ def fixed_draws(cfg, n, seed):
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, 2, generator=g)
     y = torch.randint(8, (n,), generator=g) if cfg['cond'] else None
-    x_real, y_real = train.toy_data(n, seed=seed + 1)
+    x_real, y_real = data.toy_data(n, seed=seed + 1)
     return dict(z=z, y=y, x_real=x_real, y_real=y_real if cfg['cond'] else None,
                 t=torch.rand(n, generator=g), x1=torch.randn(n, 2, generator=g))
 
@@ -298,13 +300,14 @@ def train_fake(cfg, interp, generator, fake, steps, lr, seed):
     """Fake to convergence on the frozen generator: RealUM (Def. 2), Adam betas (0, 0.999) with cosine decay."""
     torch.manual_seed(seed)
     opt, sched = train.adam(fake.parameters(), lr, 100, (0.0, 0.999), 'cosine', steps)
-    x, y = train.toy_data(20_000, seed=1234)
-    data = train.Batches(torch.utils.data.TensorDataset(x, y), cfg['batch'], seed, 0, 1, torch.device('cpu'), False)
-    nets = SimpleNamespace(generator=generator, fake=fake, head=None, fake_params=list(fake.parameters()))
+    x, y = data.toy_data(20_000, seed=1234)
+    batches = data.Batches(torch.utils.data.TensorDataset(x, y), cfg['batch'], seed, 0, 1, torch.device('cpu'), False)
+    nets = SimpleNamespace(generator=generator, fake=fake, fake_ddp=fake, head=None,
+                           fake_params=list(fake.parameters()))
     args = SimpleNamespace(alpha=cfg['alpha'], beta=cfg['beta'], loss='realuid', gamma=None, param='standard',
                            amp='none', clip=cfg['clip'], gan=None)
     for _ in range(steps):
-        x_real, y_real = data.next()
+        x_real, y_real = batches.next()
         z, y_gen = train.noise(interp, cfg['batch'], (2,), 8 if cfg['cond'] else None, 'cpu')
         train.fake_update(args, interp, nets, opt, sched, z, y_gen, x_real, y_real if cfg['cond'] else None)
     return fake
