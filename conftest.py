@@ -11,9 +11,11 @@ import zlib
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 
 import fid
+from interpolants import make_interpolant
 
 
 @pytest.fixture(scope='module')
@@ -62,6 +64,140 @@ def frechet_of_samples(x, mu, sigma):
     eigval = np.linalg.eigvalsh((inner + inner.T) / 2).clip(min=0)
     return float(((x.mean(0) - mu) ** 2).sum() + (centred ** 2).sum() / (len(x) - 1) + np.trace(sigma)
                  - 2 * np.sqrt(eigval).sum())
+
+
+# ------------------------------------------------------------------------- float64 cases of the losses and interpolants
+
+DTYPE = torch.float64
+FAMILIES = ['fm', 'vp', 've', 'bridge', 'si']                   # 'vp' is the default v-prediction
+CASES = ['fm', 'vp', 'vp-eps', 'vp-score', 've', 'bridge', 'si']  # + vp's other predictions, for interpolant tests
+SHAPES = [(2,), (3, 8, 8)]
+N_CLASSES = 3
+# Same algebra, different summation order, float64 (eps 2.2e-16): observed agreement is <= 1e-13 relative.
+# 1e-9 leaves room for cancellation between terms up to ~1e5 times larger than their difference (the ve
+# weight w(t) reaches ~2e5 near t=0) while still failing on any real formula error (O(1) relative).
+RTOL = 1e-9
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def make_case(case):
+    """'vp-eps' -> make_interpolant('vp', prediction='eps'); a plain family name -> its defaults."""
+    name, _, prediction = case.partition('-')
+    return make_interpolant(name, **({'prediction': prediction} if prediction else {}))
+
+
+class TinyNet(torch.nn.Module):
+    """Random two-layer tanh MLP f(t, x, y) on (x, t, onehot(y)); output shaped like x (labels optional)."""
+
+    def __init__(self, shape, seed, hidden=16):
+        super().__init__()
+        g, d = _gen(seed), math.prod(shape)
+        self.w1 = torch.nn.Parameter(torch.randn(d + 1 + N_CLASSES, hidden, generator=g, dtype=DTYPE) / math.sqrt(d))
+        self.b1 = torch.nn.Parameter(0.1 * torch.randn(hidden, generator=g, dtype=DTYPE))
+        self.w2 = torch.nn.Parameter(torch.randn(hidden, d, generator=g, dtype=DTYPE) / math.sqrt(hidden))
+
+    def forward(self, t, x, y=None):
+        h = x.flatten(1)
+        h = h / (1 + h.pow(2).mean(1, keepdim=True)).sqrt()        # keeps tanh out of saturation for ve's sigma=80
+        onehot = torch.zeros(len(x), N_CLASSES, dtype=DTYPE) if y is None else F.one_hot(y, N_CLASSES).to(DTYPE)
+        h = torch.cat([h, t[:, None], onehot], 1)
+        return (torch.tanh(h @ self.w1 + self.b1) @ self.w2).view_as(x)
+
+
+class LinearGenerator(torch.nn.Module):
+    """G_theta(z) = z W + b, reshaped to (B, *shape)."""
+
+    def __init__(self, shape, seed, z_dim=4):
+        super().__init__()
+        g, self.shape = _gen(seed), shape
+        self.w = torch.nn.Parameter(torch.randn(z_dim, math.prod(shape), generator=g, dtype=DTYPE) / math.sqrt(z_dim))
+        self.b = torch.nn.Parameter(0.3 * torch.randn(math.prod(shape), generator=g, dtype=DTYPE))
+
+    def forward(self, z):
+        return (z @ self.w + self.b).view(len(z), *self.shape)
+
+
+class Setup:
+    """Teacher (frozen), fake, generator, latent z, real data and one explicit draw (t, x1, eps)."""
+
+    def __init__(self, name, shape, batch=6, batch_real=None, seed=0):
+        g = _gen(seed)
+        batch_real = batch if batch_real is None else batch_real
+        self.name, self.shape, self.interp = name, shape, make_case(name)
+        self.teacher = TinyNet(shape, seed + 1).requires_grad_(False)
+        self.fake = TinyNet(shape, seed + 2)
+        self.generator = LinearGenerator(shape, seed + 3)
+        self.z = torch.randn(batch, 4, generator=g, dtype=DTYPE)
+        self.x_real = 0.5 + torch.randn(batch_real, *shape, generator=g, dtype=DTYPE)
+        t_min = self.interp.t_min
+        self.t = t_min + (1 - t_min) * torch.rand(batch, generator=g, dtype=DTYPE)
+        self.x1 = torch.randn(batch, *shape, generator=g, dtype=DTYPE)
+        self.eps = torch.randn(batch, *shape, generator=g, dtype=DTYPE)
+        self.y_gen = torch.randint(0, N_CLASSES, (batch,), generator=g)
+        self.y_real = torch.randint(0, N_CLASSES, (batch_real,), generator=g)
+
+    def x_gen(self):
+        return self.generator(self.z)
+
+    def draws(self):                                        # keyword arguments of the two-batch losses
+        return dict(t=self.t, x1_gen=self.x1, eps=self.eps)
+
+    def gen_draws(self):                                    # keyword arguments of the generator losses
+        return dict(t=self.t, x1=self.x1, eps=self.eps)
+
+    @property
+    def theta(self):
+        return list(self.generator.parameters())
+
+    @property
+    def phi(self):
+        return list(self.fake.parameters())
+
+
+def reference_path(name, t, x0, x1, eps):
+    """(x_t, T, w(t)) of each family (or CASES entry), written from its paper independently of interpolants.py
+    (defaults: vp beta in [0.1, 20] with v-prediction, 'vp-eps'/'vp-score' the other two, ve EDM sigma in
+    [0.002, 80] and sigma_data=0.5, bridge and si with sigma=1)."""
+    tb = t.view(-1, *[1] * (x0.dim() - 1))
+    one = torch.ones_like(t)
+    if name == 'fm':                                        # rectified flow: x_t = (1-t) x0 + t x1, T = x1 - x0
+        return (1 - tb) * x0 + tb * x1, x1 - x0, one
+    if name.startswith('vp'):                               # x_t = alpha x0 + sigma x1
+        a, s = vp_alpha_sigma(tb)
+        xt = a * x0 + s * x1
+        if name == 'vp':                                    # Salimans & Ho 2022: v = alpha eps - sigma x0
+            return xt, a * x1 - s * x0, one
+        if name == 'vp-eps':
+            return xt, x1, one
+        if name == 'vp-score':                              # DSM: score target -eps/sigma, weight sigma^2
+            return xt, -x1 / s, s.flatten() ** 2
+    if name == 've':                                        # x_t = x0 + sigma x1, denoiser target, EDM lambda
+        s = ve_sigma(t)
+        return x0 + s.view_as(tb) * x1, x0, (s ** 2 + 0.25) / (0.5 * s) ** 2
+    if name == 'bridge':                                    # Brownian bridge, drift toward x0
+        xt = (1 - tb) * x0 + tb * x1 + (tb * (1 - tb)).sqrt() * eps
+        return xt, (xt - x0) / tb, one
+    if name == 'si':                                        # gamma(t) = t(1-t), T = dI/dt + gamma'(t) eps
+        return (1 - tb) * x0 + tb * x1 + tb * (1 - tb) * eps, x1 - x0 + (1 - 2 * tb) * eps, one
+    raise KeyError(name)
+
+
+def flat(v):
+    return torch.cat([u.reshape(-1) for u in v]) if isinstance(v, (list, tuple)) else v.reshape(-1)
+
+
+def assert_close(actual, expected, rtol=RTOL):
+    """Norm-relative agreement of tensors or of gradient lists."""
+    a, b = flat(actual).detach(), flat(expected).detach()
+    err, scale = (a - b).norm().item(), b.norm().item()
+    assert err <= rtol * scale, f'|actual - expected| = {err:.3e} > {rtol:.0e} * {scale:.3e}'
+
+
+def grad(loss, params):
+    return torch.autograd.grad(loss, params, retain_graph=True)
 
 
 # ---------------------------------------------------------------------------------------------------- files

@@ -2,8 +2,8 @@
 
 vp's v-prediction (Salimans & Ho 2022), ve's EDM preconditioning and training-time distribution (Karras et al.
 2022, Table 1), the precondition() hook, the one-step generator's data prediction at t=1, and the converters
-for teachers from outside (VE.from_denoiser, VP.from_eps), on networks built here. Paths, targets, weights and
-samplers of every family (vp in all three predictions) are in test_losses.py, whose helpers are reused. All in
+for teachers from outside (VE.from_denoiser, VP.from_eps), on networks built here; and the paths, targets, weights
+and samplers of every family (vp in all three predictions) against hand-written ones (conftest.reference_path). All in
 float64: identities of a few flops agree to ~1e-15 relative; tolerances say where a division loses more.
 """
 import copy
@@ -14,8 +14,9 @@ import torch
 from scipy import stats
 
 from interpolants import VE, VP, make_interpolant
-from conftest import ve_sigma, vp_alpha_sigma
-from test_losses import DTYPE, N_CLASSES, TinyNet, _gen, assert_close, gaussian_function, make_case
+from losses import um_loss
+from conftest import (CASES, DTYPE, N_CLASSES, SHAPES, Setup, TinyNet, _gen, assert_close, make_case, reference_path,
+                      ve_sigma, vp_alpha_sigma)
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -261,3 +262,165 @@ def test_vp_from_eps_maps_time_and_keeps_the_network_as_submodule():
     assert list(f.parameters()) == [net.scale]
     VP(prediction='eps').from_eps(net)(t, x)
     assert torch.equal(net.seen_t, t)
+
+
+# ----------------------------------------------------------------- paths, targets, weights and samplers of every family
+
+@pytest.mark.parametrize('shape', SHAPES, ids=str)
+@pytest.mark.parametrize('name', CASES)
+def test_sample_returns_the_hand_written_path_and_target(name, shape):
+    s = Setup(name, shape)
+    x0 = s.x_real
+    t, xt, target = s.interp.sample(x0, s.x1, s.t, s.eps)
+    ref_xt, ref_target, ref_w = reference_path(name, s.t, x0, s.x1, s.eps)
+    assert torch.equal(t, s.t)
+    assert_close(xt, ref_xt, rtol=1e-14)                    # a few flops per entry: agreement to rounding
+    assert_close(target, ref_target, rtol=1e-12)            # bridge divides by t >= 1e-3, vp-score by sigma >= 0.01
+    assert_close(s.interp.weight(s.t), ref_w, rtol=1e-14)
+
+
+@pytest.mark.parametrize('shape', SHAPES, ids=str)
+@pytest.mark.parametrize('name', CASES)
+def test_to_x0_inverts_the_path(name, shape):
+    """fm/bridge: x_t - t T = x0 exactly for the conditional target; vp: alpha x_t - sigma v, or
+    (x_t - sigma eps)/alpha; ve: out = x0; si: x_t - t T = x0 + t^2 eps (the Euler data estimate keeps the
+    gamma(t) eps part; exact where E[T|x_t] is taken at t=1, gamma(1)=0)."""
+    s = Setup(name, shape)
+    x0 = s.x_real
+    t, xt, target = s.interp.sample(x0, s.x1, s.t, s.eps)
+    expected = x0 + s.t.view(-1, *[1] * len(shape)) ** 2 * s.eps if name == 'si' else x0
+    # vp-eps/score divide by alpha(t) >= 6.6e-3, which amplifies the rounding of x_t by 1/alpha.
+    assert_close(s.interp.to_x0(t, xt, target), expected, rtol=1e-11)
+
+
+def test_vp_score_prediction_is_the_eps_loss_rescaled():
+    """vp 'score': target -x1/sigma, weight sigma^2, so sigma^2 ||s + x1/sigma||^2 = ||-sigma s - x1||^2."""
+    eps_interp, score_interp = make_interpolant('vp', prediction='eps'), make_interpolant('vp', prediction='score')
+    s = Setup('vp-eps', (3, 8, 8))
+    sigma = lambda t: eps_interp.coeffs(t)[1].view(-1, 1, 1, 1)
+    score_net = lambda t, x, y=None: -s.fake(t, x, y) / sigma(t)
+    assert_close(um_loss(score_net, score_interp, s.x_real, x1=s.x1, t=s.t, eps=s.eps),
+                 um_loss(s.fake, eps_interp, s.x_real, x1=s.x1, t=s.t, eps=s.eps))
+    _, xt, target = score_interp.sample(s.x_real, s.x1, s.t, s.eps)
+    assert_close(score_interp.to_x0(s.t, xt, target), s.x_real, rtol=1e-11)
+    with pytest.raises(ValueError, match="'v', 'eps' or 'score'"):
+        make_interpolant('vp', prediction='x0')
+
+
+def test_vp_v_prediction_loss_is_the_eps_loss_over_alpha_squared():
+    """v - v* = alpha (eps - eps*) - sigma (x0_hat - x0) = (eps - eps*) / alpha, since x0_hat - x0 =
+    -(sigma / alpha)(eps - eps*): per sample, ||v - v*||^2 = ||eps - eps*||^2 / alpha^2 at equal data predictions."""
+    s = Setup('vp', (3, 8, 8))
+    v_interp, eps_interp = make_interpolant('vp'), make_interpolant('vp', prediction='eps')
+    a, sig = vp_alpha_sigma(s.t.view(-1, 1, 1, 1))
+    v_net = lambda t, x, y=None: (s.fake(t, x, y) - sig * x) / a     # the v of the same data prediction
+    per_v = um_loss(v_net, v_interp, s.x_real, x1=s.x1, t=s.t, eps=s.eps, reduction='none')
+    per_eps = um_loss(s.fake, eps_interp, s.x_real, x1=s.x1, t=s.t, eps=s.eps, reduction='none')
+    assert_close(per_v * a.flatten() ** 2, per_eps, rtol=1e-10)      # division by alpha >= 6.6e-3
+
+
+def point_mass_function(name, x_star):
+    """f(t, x) = E[T | x_t = x] when the data is the single point x_star (hand-written per family)."""
+    def f(t, x, y=None):
+        tb = t.view(-1, *[1] * (x.dim() - 1))
+        if name in ('fm', 'bridge'):                        # x_t - x_star = t (x1 - x_star) (+ bridge noise)
+            return (x - x_star) / tb
+        if name.startswith('vp'):                           # eps = (x - alpha x_star) / sigma
+            a, s = vp_alpha_sigma(tb)
+            eps = (x - a * x_star) / s
+            return {'vp': a * eps - s * x_star, 'vp-eps': eps, 'vp-score': -eps / s}[name]
+        if name == 've':                                    # the denoiser is the point itself
+            return x_star.expand_as(x)
+        raise KeyError(name)
+    return f
+
+
+@pytest.mark.parametrize('steps', [1, 3, 20])
+@pytest.mark.parametrize('name', ['fm', 'vp', 'vp-eps', 'vp-score', 've', 'bridge'])
+def test_sampler_with_exact_point_mass_function_returns_the_point(name, steps):
+    """fm: straight lines, Euler is exact for any N; vp/ve/bridge: the last step's data prediction of the
+    exact function is the point (bridge: the last step adds no noise)."""
+    g = _gen(1)
+    x_star = torch.randn(1, 3, 8, 8, generator=g, dtype=DTYPE)
+    interp = make_case(name)
+    x1 = interp.prior((5, 3, 8, 8), generator=g).to(DTYPE)
+    out = interp.generate(point_mass_function(name, x_star), x1, steps=steps, generator=g)
+    # Rounding only; vp-eps/score's last-step division by alpha(1) = 6.6e-3 (steps=1) amplifies it ~150x.
+    assert_close(out, x_star.expand_as(out), rtol=1e-12)
+
+
+def gaussian_moments(name, t, m, v):
+    """Per-coordinate (E[x_t], Var(x_t), Cov(T, x_t), E[T]) for data N(m, v I) and x1, eps ~ N(0, I)."""
+    if name == 'fm':                                        # x_t = (1-t) x0 + t x1, T = x1 - x0
+        return (1 - t) * m, (1 - t) ** 2 * v + t ** 2, t - (1 - t) * v, -m
+    if name == 'si':                                        # + g eps, g = t(1-t); T += g' eps, g' = 1 - 2t
+        g, dg = t * (1 - t), 1 - 2 * t
+        return (1 - t) * m, (1 - t) ** 2 * v + t ** 2 + g ** 2, t - (1 - t) * v + g * dg, -m
+    if name.startswith('vp'):                               # x_t = a x0 + s x1
+        a, s = vp_alpha_sigma(t)
+        mean, var = a * m, a ** 2 * v + s ** 2
+        if name == 'vp':                                    # T = a x1 - s x0
+            return mean, var, a * s * (1 - v), -s * m
+        if name == 'vp-eps':                                # T = x1
+            return mean, var, s, 0.0
+        if name == 'vp-score':                              # T = -x1 / s
+            return mean, var, -torch.ones_like(t), 0.0
+    if name == 've':                                        # x_t = x0 + s x1, T = x0
+        s = ve_sigma(t)
+        return m, v + s ** 2, v, m
+    if name == 'bridge':                                    # + sqrt(t(1-t)) eps; T = x1 - x0 + sqrt((1-t)/t) eps
+        return (1 - t) * m, (1 - t) ** 2 * v + t ** 2 + t * (1 - t), 1 - (1 - t) * v, -m
+    raise KeyError(name)
+
+
+def gaussian_function(name, m, v):
+    """f(t, x) = E[T | x_t = x]: T and x_t are jointly Gaussian, E[T | x] = E[T] + Cov / Var (x - E[x_t])."""
+    def f(t, x, y=None):
+        mean, var, cov, mean_target = gaussian_moments(name, t.view(-1, *[1] * (x.dim() - 1)), m, v)
+        return mean_target + cov / var * (x - mean)
+    return f
+
+
+@pytest.mark.parametrize('name', ['fm', 'vp', 'vp-eps', 'vp-score', 've', 'si'])
+def test_ode_sampler_transports_gaussian_prior_to_gaussian_data(name):
+    """For data N(m, v I) the probability-flow ODE is linear, x_t = E[x_t] + std(x_t) xi, and ends at
+    m + sqrt(v) xi with xi = (x(1) - E[x_1]) / std(x_1). Unlike the point-mass test (where the last-step data
+    prediction hides the drift) this checks the sign and scale of every drift: Euler is first order, so the
+    error must halve when the step count doubles (observed ratios 1.96-2.0; a wrong drift does not converge).
+    Observed max errors at 400 steps: 3e-3 (vp) to 0.12 (ve, whose log-sigma time makes the ODE stiff).
+    The three vp predictions are the same ODE (same data predictions), so they agree to rounding."""
+    g = _gen(2)
+    m, v = 0.7, 0.25
+    interp = make_case(name)
+    x1 = interp.prior((256, 2), generator=g).to(DTYPE)
+    mean1, var1, _, _ = gaussian_moments(name, torch.ones(1, dtype=DTYPE), m, v)
+    expected = m + math.sqrt(v) * (x1 - mean1) / var1.sqrt()
+    errors = [(interp.generate(gaussian_function(name, m, v), x1, steps=n) - expected).abs().max().item()
+              for n in (200, 400)]
+    assert errors[1] < 0.5 * math.sqrt(v) and 1.8 < errors[0] / errors[1] < 2.2, errors
+
+
+def test_bridge_sde_sampler_recovers_gaussian_data_statistics():
+    """Reverse bridge SDE (Euler-Maruyama) with the exact drift for data N(m, v) and x1 ~ N(0, 1) independent:
+    the final samples have mean m and variance v. 40000 draws give standard errors 0.0025 (mean) and 0.0018
+    (variance); the Euler bias of the variance at 200 steps is ~-0.001 (-0.012 at 50): tolerances are ~4 SE
+    plus bias. Dropping the noise term would give variance 0.034, so the noise scale is checked too."""
+    g = _gen(4)
+    m, v = 0.7, 0.25
+    x1 = torch.randn(20000, 2, generator=g, dtype=DTYPE)
+    out = make_interpolant('bridge').generate(gaussian_function('bridge', m, v), x1, steps=200, generator=g)
+    assert abs(out.mean().item() - m) < 0.01 and abs(out.var().item() - v) < 0.01, (out.mean(), out.var())
+
+
+def test_bridge_sde_with_exact_point_mass_drift_returns_the_point_despite_noise():
+    g = _gen(3)
+    x_star = torch.randn(1, 2, generator=g, dtype=DTYPE)
+    interp = make_interpolant('bridge')
+    x1 = torch.randn(64, 2, generator=g, dtype=DTYPE)       # a coupled corrupted sample
+    out = interp.generate(point_mass_function('bridge', x_star), x1, steps=50, generator=g)
+    assert_close(out, x_star.expand_as(out), rtol=1e-12)
+
+
+def test_make_interpolant_rejects_unknown_names_listing_the_choices():
+    with pytest.raises(ValueError, match='fm, vp, ve, bridge, si'):
+        make_interpolant('nope')
