@@ -249,7 +249,8 @@ def write_fake_cifar10(root, per_batch=8, seed=0):
     images, labels = [], []
     for name in [f'data_batch_{i}' for i in range(1, 6)] + ['test_batch']:
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)   # (N, 3 * 32 * 32), channel-major rows
-        data[0, :3] = [0, 255, 128]                                        # first red pixels: the extremes, and one between
+        # first red pixels: the extremes, and one between
+        data[0, :3] = [0, 255, 128]
         y = rng.integers(0, 10, per_batch).tolist()
         with open(os.path.join(folder, name), 'wb') as f:
             pickle.dump({'batch_label': name, 'data': data, 'labels': y}, f)

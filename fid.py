@@ -5,7 +5,7 @@ Usage: python fid.py PATH1 PATH2 [--batch-size N] [--device cpu|cuda] [--weights
 where each PATH is a folder of images, an .npz with the statistics `mu`, `sigma`, or an .npz of images `arr_0`
 (uint8 (N, H, W, 3), as sample.py --npz and OpenAI's / EDM's evaluators write them); `--dataset cifar10
 [--data-dir DIR]` stands for one PATH: torchvision's CIFAR-10 training set (downloaded there if absent), e.g.
-    python fid.py --dataset cifar10 --save-stats cifar10-32-train.npz    # the reference statistics train.py's README uses
+    python fid.py --dataset cifar10 --save-stats cifar10-32-train.npz   # the reference statistics of the README
 Every PATH is checked (statistics in full, images up to the first batch) before the network loads.
 Also here, needing no download: pixel_stats (for 'fd_pix8'), gaussian_stats and sliced_wasserstein.
 """
@@ -27,8 +27,8 @@ import torchvision.models.inception as tvi
 from PIL import Image
 from torchvision.transforms.functional import to_tensor
 
-WEIGHTS_URL = 'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth'
 WEIGHTS_NAME = 'pt_inception-2015-12-05-6726825d.pth'
+WEIGHTS_URL = f'https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/{WEIGHTS_NAME}'
 IMAGE_EXTENSIONS = {'.png', '.jpg', '.jpeg', '.bmp', '.webp'}
 
 
@@ -135,7 +135,8 @@ def check_stats(mu, sigma, name='statistics'):
             raise ValueError(f'{name}: {what} has {(~np.isfinite(a)).sum()} non-finite values (NaN or inf)')
     scale = np.abs(sigma).max(initial=0.0)
     if np.abs(sigma - sigma.T).max(initial=0.0) > PSD_TOLERANCE * scale:
-        raise ValueError(f'{name}: sigma is not symmetric (max |sigma - sigma.T| = {np.abs(sigma - sigma.T).max():.3g})')
+        asymmetry = np.abs(sigma - sigma.T).max()
+        raise ValueError(f'{name}: sigma is not symmetric (max |sigma - sigma.T| = {asymmetry:.3g})')
     shifted = torch.from_numpy(sigma) + PSD_TOLERANCE * scale * torch.eye(len(mu), dtype=torch.float64)
     if scale > 0 and torch.linalg.cholesky_ex(shifted).info.item() != 0:  # (all zeros: constant features, PSD)
         raise ValueError(f'{name}: sigma is not positive semi-definite (not a covariance)')
@@ -262,7 +263,8 @@ class Progress:
 
     def __init__(self, what, total, unit='it', log=functools.partial(print, flush=True), every=5.0, smoothing=0.3,
                  start=0, end=True):
-        self.what, self.total, self.unit, self.log, self.every, self.smoothing = what, total, unit, log, every, smoothing
+        self.what, self.total, self.unit, self.log = what, total, unit, log
+        self.every, self.smoothing = every, smoothing
         self.t0 = self.last = time.time()
         self.start = self.done = self.count = start
         self.rate, self.end = None, end
@@ -294,7 +296,8 @@ class Progress:
 
 def line(what, done, total, rate, unit='it', **values):
     """'WHAT done/total | k v ... | RATE UNIT/s | ETA m': Progress's line."""
-    vals = f' | {" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items())}' if values else ''
+    vals = ' '.join(f'{k} {v:.4g}' if isinstance(v, float) else f'{k} {v}' for k, v in values.items())
+    vals = f' | {vals}' if values else ''
     seconds = (total - done) / rate if rate > 0 else math.inf      # no rate yet, or none lately: '?'
     eta = '?' if seconds == math.inf else f'{seconds / 60:.1f} min' if seconds >= 60 else f'{seconds:.0f} s'
     return f'{what} {done}/{total}{vals} | {rate:.3g} {unit}/s | ETA {eta}'
@@ -378,8 +381,8 @@ def cifar10(data_dir, transform=None, train=True):
         except Exception:  # absent (RuntimeError), then offline, corrupt, read-only, ...
             pass
     raise ValueError(f'CIFAR-10 not found in {data_dir} and it cannot be downloaded: put the extracted '
-                     'cifar-10-batches-py/ folder (from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) there, '
-                     'or pass --data-dir')
+                     'cifar-10-batches-py/ folder (from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz) '
+                     'there, or pass --data-dir')
 
 
 def device_error(name, allowed=('cpu', 'cuda', 'mps')):
@@ -469,7 +472,8 @@ def open_path(path, batch_size=50):
         if len(images) < 2:  # before the network loads
             raise ValueError(f'{path}: statistics need at least 2 samples, got 1 image')
         batches = (uint8_to_images(images[i:i + batch_size]) for i in range(0, len(images), batch_size))
-        return lambda get_net, device, log: feature_stats(inception_features(get_net(), batches, device, len(images), log))
+        return lambda get_net, device, log: feature_stats(inception_features(get_net(), batches, device, len(images),
+                                                                             log))
     if os.path.exists(path) and not os.path.isdir(path):
         raise ValueError(f'{path}: not a folder of images or an .npz file')
     if not os.path.isdir(path):
@@ -479,7 +483,8 @@ def open_path(path, batch_size=50):
         raise ValueError(f'{path}: no images ({"/".join(sorted(IMAGE_EXTENSIONS))}) found')
     if len(dataset) < 2:  # before the network loads
         raise ValueError(f'{path}: statistics need at least 2 samples, got 1 image')
-    return open_loader(torch.utils.data.DataLoader(dataset, batch_size=batch_size), len(dataset))  # no workers: one line
+    # no workers: one line
+    return open_loader(torch.utils.data.DataLoader(dataset, batch_size=batch_size), len(dataset))
 
 
 def open_loader(loader, total):
@@ -500,7 +505,8 @@ def open_cifar10(data_dir, batch_size=50):
 def main(argv=None):
     parser = argparse.ArgumentParser(description='FID between two image folders or .npz statistics (mu, sigma).')
     parser.error = error
-    parser.add_argument('paths', nargs='*', metavar='PATH', help='image folder, .npz with mu and sigma, or .npz of images arr_0')
+    parser.add_argument('paths', nargs='*', metavar='PATH',
+                        help='image folder, .npz with mu and sigma, or .npz of images arr_0')
     parser.add_argument('--dataset', choices=['cifar10'], help="one more PATH: torchvision's CIFAR-10 training set")
     parser.add_argument('--data-dir', default='./data', help='where --dataset is (or is downloaded to); default ./data')
     parser.add_argument('--batch-size', type=int, default=50)

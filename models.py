@@ -133,8 +133,8 @@ class UNet(nn.Module):
             attention_resolutions = [r for r in attention_resolutions.split(',') if r]
         sizes = [size >> level for level in range(len(channel_mult))]  # each level halves the feature maps
         if size % 2 ** (len(channel_mult) - 1):
-            raise ValueError(f'{len(channel_mult)} levels (channel_mult={list(channel_mult)}) cannot halve a {size}-pixel '
-                             f'input {len(channel_mult) - 1} times')
+            raise ValueError(f'{len(channel_mult)} levels (channel_mult={list(channel_mult)}) cannot halve a '
+                             f'{size}-pixel input {len(channel_mult) - 1} times')
         if any(int(r) not in sizes for r in attention_resolutions):
             raise ValueError(f'attention_resolutions={",".join(map(str, attention_resolutions))}: no level has size '
                              f'{next(r for r in attention_resolutions if int(r) not in sizes)} (sizes '

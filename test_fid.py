@@ -502,7 +502,8 @@ def test_save_grid_puts_class_c_in_row_c_for_float_and_uint8_images(tmp_path):
     u, f = np.asarray(Image.open(tmp_path / 'u.png')), np.asarray(Image.open(tmp_path / 'f.png'))
     assert np.array_equal(u, f) and u.shape == (3 * 6 + 2, 4 * 6 + 2, 3)                  # 4 a row, 2 px padding
     cell = lambda r, c: int(u[2 + 6 * r + 1, 2 + 6 * c + 1, 0])
-    assert [[cell(r, c) for c in range(4)] for r in range(3)] == [[20 * (r + 3 * c) for c in range(4)] for r in range(3)]
+    expected = [[20 * (r + 3 * c) for c in range(4)] for r in range(3)]
+    assert [[cell(r, c) for c in range(4)] for r in range(3)] == expected
 
 
 # -------------------------------------------------------------------------------- statistics checked before the network
@@ -520,7 +521,8 @@ def no_network(*args, **kwargs):  # statistics are judged before any network loa
     ('strings', np.array(['a', 'b', 'c']), np.eye(3), 'mu must hold real numbers, got dtype <U1'),
     ('bools', np.zeros(3), np.eye(3, dtype=bool), 'sigma must hold real numbers, got dtype bool')])
 @pytest.mark.parametrize('first', [True, False])
-def test_invalid_statistics_are_one_line_before_the_network(tmp_path, capsys, monkeypatch, name, mu, sigma, says, first):
+def test_invalid_statistics_are_one_line_before_the_network(tmp_path, capsys, monkeypatch, name, mu, sigma, says,
+                                                            first):
     # a NaN in the first file's sigma hung for 15 minutes (Cholesky fails on NaN, LAPACK's eigh then never returns)
     np.savez(tmp_path / 'bad.npz', mu=mu, sigma=sigma)
     write_pngs(tmp_path / 'folder', seed=0)

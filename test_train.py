@@ -115,7 +115,8 @@ def toy_cond(tmp_path_factory, one_thread):
     """The conditional toy run, teacher (400 UM steps) + 200 distillation steps; its teacher.pt serves the others."""
     out = tmp_path_factory.mktemp('toy_cond')
     # --ema 0.98 0.99: 200 steps are too few for the default decays (0.999^200 = 82% of the initialisation)
-    assert main('--dataset', 'toy', *COND, *TOY_TEACHER, *TOY_LR, '--steps', 200, '--eval-every', 100, '--batch-size', 128,
+    assert main('--dataset', 'toy', *COND, *TOY_TEACHER, *TOY_LR, '--steps', 200, '--eval-every', 100,
+                '--batch-size', 128,
                 '--warmup', 20, '--ema', 0.98, 0.99, '--out', out) == 0
     return out
 
@@ -154,7 +155,8 @@ def test_toy_conditional_end_to_end_writes_everything_and_improves_swd(toy_cond)
     assert set(rows[0]['metrics']) == {'teacher_nfe100'}
     for r in rows[2:]:
         assert {'step', 'phase', 'losses', 'metrics', 'it_per_s'} <= r.keys() and r['it_per_s'] > 0
-        assert set(r['losses']) == {'fake', 'gen', 'gen_grad', 'gen_grad_max'} and all(map(math.isfinite, r['losses'].values()))
+        assert set(r['losses']) == {'fake', 'gen', 'gen_grad', 'gen_grad_max'}
+        assert all(map(math.isfinite, r['losses'].values()))
         assert set(r['metrics']) == {'generator', 'ema0.98', 'ema0.99'}
         assert all(set(m) == {'fd', 'swd'} for m in r['metrics'].values())
     assert load_ckpt(out)['step'] == 200
@@ -192,7 +194,8 @@ def test_normalized_realuid_from_the_cli_improves_on_its_initialisation(tmp_path
     # already 0.10 from the data, the normalized loss stays within noise of it: every sample's term has unit norm
     # however small the teacher-student gap, so its gradient is noisier; the README says so.)
     assert main('--dataset', 'toy', '--loss', 'normalized', *TOY_TEACHER, *TOY_LR, '--steps', 200, '--eval-every', 200,
-                '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99, '--eval-samples', 2000, '--out', tmp_path) == 0
+                '--batch-size', 128, '--warmup', 20, '--ema', 0.98, 0.99, '--eval-samples', 2000,
+                '--out', tmp_path) == 0
     init = record(tmp_path, 'distill', 0)['metrics']['generator']['swd']
     best = min(m['swd'] for m in record(tmp_path, 'distill', 200)['metrics'].values())
     assert init > 0.8 and best < 0.4 * init, (best, init)
@@ -334,7 +337,8 @@ def test_generator_starts_as_one_teacher_euler_step(toy_teacher, tmp_path):
 def test_nfe_zero_skips_the_teachers_reference_samples(toy_teacher, tmp_path):
     # many runs from one teacher need not redraw its 100-step samples each time
     assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 1, '--nfe', 0, '--out', tmp_path) == 0
-    assert [r['phase'] for r in records(tmp_path)] == ['distill', 'distill'] and not (tmp_path / 'samples_teacher.png').exists()
+    assert [r['phase'] for r in records(tmp_path)] == ['distill', 'distill']
+    assert not (tmp_path / 'samples_teacher.png').exists()
 
 
 # --------------------------------------------------------------------------------------------------- Algorithm 1, wired
@@ -342,7 +346,8 @@ def test_nfe_zero_skips_the_teachers_reference_samples(toy_teacher, tmp_path):
 # Every flag these tests rely on is given (presets may change): conditional toy, alpha < 1 (so each fake update draws a
 # real batch), Adam at --lr 1e-3 for both networks with --clip 1, one evaluation at the end, no teacher samples. The
 # learning rate has no schedule but the linear warm-up (--lr-decay none: the toy preset anneals; tested on its own).
-WIRED = ['--dataset', 'toy', '--cond', '--alpha', 0.98, '--beta', 0.96, '--batch-size', 64, '--lr', 1e-3, '--lr-fake', 1e-3,
+WIRED = ['--dataset', 'toy', '--cond', '--alpha', 0.98, '--beta', 0.96, '--batch-size', 64, '--lr', 1e-3,
+         '--lr-fake', 1e-3,
          '--lr-decay', 'none', '--clip', 1, '--eval-samples', 64, '--nfe', 0]
 
 
@@ -400,7 +405,8 @@ def test_evaluation_labels_are_i_mod_classes_for_generator_and_teacher(toy_teach
     # what the networks are asked for in an evaluation: labels 0..C-1 in turn over --eval-samples (1001: batches of
     # 500, 500, 1), for the generator and for the teacher's reference samples, and the same labels colour the plot
     seen = dict(generator=[], teacher=[], plotted=[])
-    forward, generate, scatter = models.Generator.forward, train.make_interpolant('fm').generate.__func__, fid.save_scatter
+    forward, scatter = models.Generator.forward, fid.save_scatter
+    generate = train.make_interpolant('fm').generate.__func__
 
     def generator_forward(self, z, y=None):
         seen['generator'].append(y)
@@ -512,7 +518,8 @@ def test_non_finite_teacher_loss_stops_with_exit_3(tmp_path, monkeypatch, capsys
 # ------------------------------------------------------------------------------------------------------------ bad input
 
 def save_image_teacher(path):
-    config = dict(kind='unet', dim=[3, 16, 16], num_channels=16, num_res_blocks=1, channel_mult=[1], attention_resolutions=[],
+    config = dict(kind='unet', dim=[3, 16, 16], num_channels=16, num_res_blocks=1, channel_mult=[1],
+                  attention_resolutions=[],
                   num_classes=None, num_head_channels=-1, num_heads=4)
     models.save_teacher(str(path), models.build_model(config), config)
 
@@ -546,7 +553,8 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'gan_infinite': (['--gan', 'inf', '1'], '--gan: must be a number >= 0, got inf'),
     'seed_too_large': (['--seed', str(2 ** 64)], '--seed: must be in [0, 2**32)'),
     'fid_samples_one': (['--fid-samples', '1'], '--fid-samples: must be 0 or an integer >= 2, got 1'),
-    'attention_width_not_heads': (['--dataset', 'folder', '--image-size', '16', '--channels', '80', '--channel-mult', '1',
+    'attention_width_not_heads': (['--dataset', 'folder', '--image-size', '16', '--channels', '80',
+                                   '--channel-mult', '1',
                                    '2'], '80 channels are not divisible by num_head_channels=64'),
     'teacher_key_without_teacher': (['--teacher-key', '0.999'], '--teacher-key picks an EMA of an official --teacher'),
     'teacher_keep_with_teacher': (['--cond', '--teacher', '{tmp}/cond.pt', '--teacher-keep', *['1'] * 8],
@@ -558,8 +566,8 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'out_is_a_file': (['--out', '{tmp}/garbage.pt'], '--out {tmp}/garbage.pt: cannot create that folder (File exists)'),
     'out_under_a_file': (['--out', '{tmp}/garbage.pt/run'], 'cannot create that folder (Not a directory)'),
     'too_many_levels': (['--dataset', 'folder', '--image-size', '16', '--channel-mult', '1', '2', '2', '2', '2', '2'],
-                        '--channels / --channel-mult / --attn at --image-size 16: 6 levels (channel_mult=[1, 2, 2, 2, 2, '
-                        '2]) cannot halve a 16-pixel input 5 times'),
+                        '--channels / --channel-mult / --attn at --image-size 16: 6 levels '
+                        '(channel_mult=[1, 2, 2, 2, 2, 2]) cannot halve a 16-pixel input 5 times'),
     'attn_at_no_level': (['--dataset', 'folder', '--image-size', '16', '--channel-mult', '1', '2', '--attn', '16,4'],
                          'attention_resolutions=16,4: no level has size 4 (sizes 16, 8)'),
     'missing_teacher': (['--teacher', '{tmp}/nope.pt'], 'teacher checkpoint {tmp}/nope.pt not found'),
@@ -571,10 +579,12 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'cond_with_unconditional_teacher': (['--cond', '--teacher', '{tmp}/uncond.pt'], 'is unconditional'),
     'conditional_teacher_without_cond': (['--teacher', '{tmp}/cond.pt'], 'pass --cond'),
     'teacher_of_other_classes': (['--cond', '--teacher', '{tmp}/cond10.pt'], 'it has 10 classes, the toy data 8'),
-    'teacher_of_other_shape': (['--teacher', '{tmp}/image.pt'], 'it is for shape (3, 16, 16), the toy data has shape (2,)'),
+    'teacher_of_other_shape': (['--teacher', '{tmp}/image.pt'],
+                               'it is for shape (3, 16, 16), the toy data has shape (2,)'),
     'teacher_of_other_interpolant': (['--teacher', '{tmp}/vp.pt'], 'trained with --interpolant vp, not fm'),
     'teacher_not_a_checkpoint': (['--teacher', '{tmp}/garbage.pt'], 'not a readable PyTorch checkpoint'),
-    'teacher_is_a_generator': (['--teacher', '{tmp}/official_generator.pt'], 'holds a one-step generator (ema_gens/0.999)'),
+    'teacher_is_a_generator': (['--teacher', '{tmp}/official_generator.pt'],
+                               'holds a one-step generator (ema_gens/0.999)'),
 }
 
 
@@ -657,7 +667,8 @@ def test_gan_under_torchrun_is_refused_before_anything_runs(tmp_path, monkeypatc
     assert not os.path.exists(tmp_path / 'out')
 
 
-@pytest.mark.parametrize('flags, says', [(['--hidden', 32], 'was distilled from another model (hidden 64 there, 32 here)'),
+@pytest.mark.parametrize('flags, says', [(['--hidden', 32],
+                                          'was distilled from another model (hidden 64 there, 32 here)'),
                                          (['--interpolant', 'vp'], 'was trained with --interpolant fm, not vp')])
 def test_finetune_checkpoint_that_does_not_fit_is_refused_before_the_teacher_trains(flags, says, toy_teacher, tmp_path,
                                                                                     capsys):
@@ -728,7 +739,8 @@ def test_resuming_a_finished_run_says_so_and_changes_nothing(steps, toy_teacher,
 
 def test_finetune_checkpoint_without_generator_emas_is_refused(toy_teacher, tmp_path, capsys):
     (tmp_path / 'teacher_only.pt').write_bytes(open(toy_teacher, 'rb').read())
-    code = main(*TOY_QUICK, '--teacher', toy_teacher, '--finetune', tmp_path / 'teacher_only.pt', '--out', tmp_path / 'o')
+    code = main(*TOY_QUICK, '--teacher', toy_teacher, '--finetune', tmp_path / 'teacher_only.pt',
+                '--out', tmp_path / 'o')
     assert_one_line_error(code, capsys.readouterr().err, 2, 'has no generator EMAs')
 
 
@@ -832,8 +844,8 @@ def test_nan_loss_stops_with_step_and_loss_named_and_keeps_last_checkpoint(toy_t
 
 
 def test_nan_loss_in_a_real_process(toy_teacher, tmp_path):
-    code = ('import sys, losses, train, test_train; losses.realum_loss = test_train.nan_at_step(2, losses.realum_loss); '
-            'train.main(sys.argv[1:])')
+    code = ('import sys, losses, train, test_train; '
+            'losses.realum_loss = test_train.nan_at_step(2, losses.realum_loss); train.main(sys.argv[1:])')
     proc = script(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 3, '--eval-every', 1, '--out', tmp_path,
                   launcher=['-c', code])
     assert_one_line_error(proc.returncode, proc.stderr, 3, 'non-finite fake loss', 'at step 2')
@@ -864,7 +876,8 @@ def one_iteration(amp='none', compile_options=None, seed=0):
     x_real, y_real = torch.rand(4, 3, 8, 8) * 2 - 1, torch.randint(3, (4,))
     values = [train.fake_update(args, interp, nets, opt_fake, sched_fake, *train.noise(interp, 4, (3, 8, 8), 3, 'cpu'),
                                 x_real, y_real) for _ in range(2)]
-    values.append(train.generator_update(args, interp, nets, opt_gen, sched_gen, *train.noise(interp, 4, (3, 8, 8), 3, 'cpu'))[0])
+    values.append(train.generator_update(args, interp, nets, opt_gen, sched_gen,
+                                         *train.noise(interp, 4, (3, 8, 8), 3, 'cpu'))[0])
     grads = [torch.cat([p.grad.flatten() for p in net.parameters()]) for net in (generator, fake)]
     return torch.stack(values), grads
 
@@ -907,7 +920,8 @@ def test_compiled_iteration_equals_the_eager_one(backend, dynamo_reset, monkeypa
     monkeypatch.setattr(torch._inductor.config, 'compile_threads', 1)
     compiled = []
     real_compile = torch.nn.Module.compile
-    monkeypatch.setattr(torch.nn.Module, 'compile', lambda self, **kw: compiled.append(self) or real_compile(self, **kw))
+    monkeypatch.setattr(torch.nn.Module, 'compile',
+                        lambda self, **kw: compiled.append(self) or real_compile(self, **kw))
     losses, grads = one_iteration()
     losses_c, grads_c = one_iteration(compile_options=dict(backend=backend))
     assert len(compiled) == 3 * 9                               # 5 ResBlocks and 4 attention blocks in each net
@@ -1004,7 +1018,8 @@ def test_resume_of_the_teacher_phase_compares_its_flags_too(tmp_path, monkeypatc
 
 def test_teacher_steps_zero_without_a_teacher_is_refused(tmp_path, capsys):
     code = main(*TOY_QUICK, '--teacher-steps', 0, '--steps', 1, '--out', tmp_path / 'out')
-    assert_one_line_error(code, capsys.readouterr().err, 2, '--teacher-steps 0 would distil an untrained, random teacher')
+    assert_one_line_error(code, capsys.readouterr().err, 2,
+                          '--teacher-steps 0 would distil an untrained, random teacher')
     assert not os.path.exists(tmp_path / 'out')
 
 
@@ -1076,7 +1091,8 @@ def test_evaluation_samples_show_progress(toy_teacher, tmp_path, monkeypatch, ca
     monkeypatch.setattr(train.fid, 'Progress', lambda what, total, unit, log, every, **k: real(
         what, total, unit, log and lines.append, 0.0, **k))     # every call a line; a silenced one stays silent
     assert main(*TOY_QUICK, '--teacher', toy_teacher, '--steps', 0, '--eval-samples', 1200, '--out', tmp_path) == 0
-    teacher = [line.split(' | ')[0] for line in lines if line.startswith('teacher sampler')]   # counted per network call
+    # counted per network call
+    teacher = [line.split(' | ')[0] for line in lines if line.startswith('teacher sampler')]
     assert teacher == [f'teacher sampler, 2 NFE {k}/2400' for k in (500, 1000, 1500, 2000, 2200, 2400)]
     generator = [line for line in lines if line.startswith('samples of ')]
     assert [line.split(' | ')[0] for line in generator] == ['samples of generator 500/1200',
@@ -1121,7 +1137,8 @@ def test_lr_decay_and_lr_fake_flags_reach_each_optimizer(tmp_path, monkeypatch):
 def test_killed_run_with_a_decaying_lr_resumes_exactly(toy_teacher, tmp_path, monkeypatch):
     # cosine over 20 updates, checkpoint at 10, a crash in update 15: --resume with the same flags lands on the
     # same schedule (generator and fake lrs mid-decay), so every state and metric equals the uninterrupted run's
-    base = [*TOY_QUICK, '--teacher', toy_teacher, '--warmup', 4, '--lr-decay', 'cosine', '--steps', 20, '--eval-every', 10]
+    base = [*TOY_QUICK, '--teacher', toy_teacher, '--warmup', 4, '--lr-decay', 'cosine', '--steps', 20,
+            '--eval-every', 10]
     assert main(*base, '--out', tmp_path / 'full') == 0
     real, calls = train.generator_update, []
 
@@ -1136,7 +1153,8 @@ def test_killed_run_with_a_decaying_lr_resumes_exactly(toy_teacher, tmp_path, mo
     monkeypatch.setattr(train, 'generator_update', real)
     assert load_ckpt(tmp_path / 'split')['step'] == 10
     assert main(*base, '--out', tmp_path / 'split', '--resume') == 0
-    assert_exact_resume(load_ckpt(tmp_path / 'full'), load_ckpt(tmp_path / 'split'), record(tmp_path / 'full', 'distill', 20),
+    assert_exact_resume(load_ckpt(tmp_path / 'full'), load_ckpt(tmp_path / 'split'),
+                        record(tmp_path / 'full', 'distill', 20),
                         record(tmp_path / 'split', 'distill', 20))
 
 

@@ -1,9 +1,10 @@
 """Times one distillation iteration (Algorithm 1: K fake steps + 1 generator step) of train.py's update functions
-(`fake_update`, `generator_update`) against a naive loop with the same math, written the way the official RealUID train_distil.py does it (arXiv 2509.22459).
+(`fake_update`, `generator_update`) against a naive loop with the same math, written the way the official RealUID
+train_distil.py does it (arXiv 2509.22459).
 
     python experiments/bench.py                        # small U-Net on 3x16x16, batch 32, 1 CPU thread: ~2 min
     python experiments/bench.py --device cuda --full --amp bf16   # the paper's CIFAR-10 U-Net on 3x32x32, batch 256
-    python experiments/bench.py ... --compile                     # train.py --compile's networks (models.compile_blocks)
+    python experiments/bench.py ... --compile                     # train.py --compile's networks (compile_blocks)
     python experiments/bench.py ... --profile 25                  # and where one iteration's time goes
     python experiments/bench.py --mode teacher --device cuda --full --amp bf16   # teacher steps/s at batch 128
 
@@ -104,14 +105,16 @@ def unet_config(args):
     heads = dict(num_head_channels=64) if args.channels >= 64 else dict(num_head_channels=-1, num_heads=4)
     return (dict(models.CIFAR10_UNET, dim=list(shape), num_classes=classes) if args.full else
             dict(kind='unet', dim=list(shape), num_channels=args.channels, num_res_blocks=args.res_blocks,
-                 channel_mult=args.channel_mult, attention_resolutions=args.attn, dropout=0.0, num_classes=classes, **heads))
+                 channel_mult=args.channel_mult, attention_resolutions=args.attn, dropout=0.0, num_classes=classes,
+                 **heads))
 
 
 def build(args):
     """-> (ours: train.py's networks, optimizers and arguments; NaiveLoop with the same initial weights; a fixed
     real batch (x, y)). The flow-matching teacher is a U-Net with random weights: timing needs no trained one.
     --compile: ours' three networks through models.compile_blocks, after NaiveLoop has copied them."""
-    device, shape, classes = torch.device(args.device), (3, args.image_size, args.image_size), NUM_CLASSES if args.cond else None
+    device, shape = torch.device(args.device), (3, args.image_size, args.image_size)
+    classes = NUM_CLASSES if args.cond else None
     config = unet_config(args)
     torch.manual_seed(args.seed)
     teacher = randomize_zero_layers(models.build_model(config)).to(device).eval().requires_grad_(False)
@@ -127,7 +130,8 @@ def build(args):
     ours = SimpleNamespace(args=train_args, interp=interp, nets=nets, shape=shape, num_classes=classes, device=device,
                            emas={d: copy.deepcopy(generator).requires_grad_(False) for d in (0.999, 0.9996, 0.9999)})
     ours.opt_fake, ours.sched_fake = train.adam(fake.parameters(), train_args.lr, train_args.warmup, betas=(0.0, 0.999))
-    ours.opt_gen, ours.sched_gen = train.adam(generator.parameters(), train_args.lr, train_args.warmup, betas=(0.0, 0.999))
+    ours.opt_gen, ours.sched_gen = train.adam(generator.parameters(), train_args.lr, train_args.warmup,
+                                              betas=(0.0, 0.999))
     x_real = torch.rand(args.batch_size, *shape, device=device) * 2 - 1    # (B, 3, H, W) in [-1, 1]
     y_real = torch.randint(NUM_CLASSES, (args.batch_size,), device=device)
     naive = NaiveLoop(ours)
@@ -140,7 +144,8 @@ def build(args):
 
 def adam_with_warmup(params, args):                            # App. D.1: Adam(betas=(0, 0.999)), linear warm-up
     opt = torch.optim.Adam(params, lr=args.lr, betas=(0.0, 0.999))
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda step: min(1.0, (step + 1) / args.warmup) if args.warmup else 1.0)
+    return opt, torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda step: min(1.0, (step + 1) / args.warmup) if args.warmup else 1.0)
 
 
 def draw(n, num_classes, interp, shape, device):               # labels first, then z: the order train.py draws in
@@ -288,7 +293,8 @@ def check(ours, naive, batch, amp='none', verbose=True, tf32_off=True):
              'fake update, K steps': (rel(*(update(net, fake0) for net in fakes)), utol)}
     passed = all(tol is None or d <= tol for d, tol in diffs.values())
     if verbose:
-        print(f'check: one iteration of each from the same weights and RNG state (relative l2 difference, amp {amp}, {tolerances} tolerances)')
+        print(f'check: one iteration of each from the same weights and RNG state (relative l2 difference, amp {amp}, '
+              f'{tolerances} tolerances)')
         for name, (d, tol) in diffs.items():
             print(f'  {name:22s} {d:8.1e}   ' + (f'tolerance {tol:g}' if tol else 'not compared (see RTOL)'))
         print(f'  last fake loss {float(ours_fake[-1]):.7g} (ours) {float(naive_fake[-1]):.7g} (naive), '
@@ -361,7 +367,8 @@ def main(argv=None):
           f'one gc.collect() here takes {collect_ms:.0f} ms ({len(gc.get_objects())} tracked objects), the naive loop '
           f'calls it {args.k + 1} times an iteration')
     print(f'ratio naive/ours: {statistics.median(times["naive"]) / statistics.median(times["ours"]):.2f}x')
-    throughput(lambda: ours_iteration(ours, *batch), statistics.median(times['ours']), 'iteration of ours', device, args)
+    throughput(lambda: ours_iteration(ours, *batch), statistics.median(times['ours']), 'iteration of ours', device,
+               args)
     if args.profile:
         profile(loops['ours'], device, args.profile)
 
@@ -380,8 +387,10 @@ def teacher_mode(args, device):
                                              torch.randint(NUM_CLASSES, (n,), generator=g))
     batches = data.Batches(dataset, args.batch_size, args.seed, 0, 1, device, flip=True)
     targs = argparse.Namespace(amp=args.amp, device=args.device)
-    print(f'bench.py --mode teacher: UM step (Def. 1) of train.py\'s teacher phase | {sum(p.numel() for p in net.parameters()) / 1e6:.2f}M '
-          f'parameters on 3x{args.image_size}x{args.image_size}{", cond" if args.cond else ""} | batch {args.batch_size} | '
+    size = sum(p.numel() for p in net.parameters()) / 1e6
+    print(f'bench.py --mode teacher: UM step (Def. 1) of train.py\'s teacher phase | {size:.2f}M '
+          f'parameters on 3x{args.image_size}x{args.image_size}{", cond" if args.cond else ""} | '
+          f'batch {args.batch_size} | '
           f'{n} uint8 images held on the device | amp {args.amp}{", compiled" if args.compile else ""}')
 
     def step():
@@ -399,21 +408,25 @@ def teacher_mode(args, device):
     times, peaks = zip(*(timed(block, device) for _ in range(args.iters)))
     rates = sorted(20 / t for t in times)
     print(f'teacher: {statistics.median(rates):.2f} steps/s (median of {args.iters} blocks of 20 steps, range '
-          f'{rates[0]:.2f}-{rates[-1]:.2f})' + (f', peak MiB above start {max(peaks):.0f}' if device.type == 'cuda' else ''))
+          f'{rates[0]:.2f}-{rates[-1]:.2f})'
+          + (f', peak MiB above start {max(peaks):.0f}' if device.type == 'cuda' else ''))
     throughput(step, statistics.median(times) / 20, 'teacher step', device, args)
 
 
 def throughput(fn, seconds, what, device, args):
     """FLOPs of one call of fn (FlopCounterMode; attention through the math kernel, which it counts, compiled code
-    run eagerly), TFLOP/s at `seconds` per call, the fraction of the device's peak; on CUDA the host syncs of one call."""
+    run eagerly), TFLOP/s at `seconds` per call, the fraction of the device's peak; on CUDA the host syncs of one
+    call."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
-    with torch.compiler.set_stance('force_eager'), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
+    with (torch.compiler.set_stance('force_eager'), sdpa_kernel([SDPBackend.MATH]),
+          FlopCounterMode(display=False) as counter):
         fn()
     flops, peak = counter.get_total_flops(), args.peak
     name = torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'
     if peak is None:
-        peak = next(((bf16 if args.amp == 'bf16' else tf32) for part, (bf16, tf32) in PEAK_TFLOPS.items() if part in name), None)
+        peak = next(((bf16 if args.amp == 'bf16' else tf32) for part, (bf16, tf32) in PEAK_TFLOPS.items()
+                     if part in name), None)
     line = f'flops: {flops / 1e12:.4g} TFLOP per {what} -> {flops / seconds / 1e12:.3g} TFLOP/s at {seconds:.4g} s'
     print(line + (f' = {flops / seconds / 1e12 / peak:.1%} of {name}\'s {peak:g} TFLOP/s (dense '
                   f'{"bf16" if args.amp == "bf16" else "TF32"}{", --peak" if args.peak else ""})' if peak else

@@ -25,7 +25,8 @@ import models  # noqa: E402
 from interpolants import make_interpolant  # noqa: E402
 
 FAMILIES = ['fm', 'vp', 've', 'bridge', 'si']
-COMMAND = 'python train.py --dataset toy --cond --interpolant {family} --alpha 0.98 --beta 0.96 --steps 300 --ema 0.99 --lr-decay none --out {out}'
+COMMAND = ('python train.py --dataset toy --cond --interpolant {family} --alpha 0.98 --beta 0.96 --steps 300 '
+           '--ema 0.99 --lr-decay none --out {out}')
 
 
 def run(family, out):

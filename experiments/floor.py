@@ -106,7 +106,8 @@ def run_cell(cfg):
     steps, k, lr_fake = cfg['steps'], cfg['k'], cfg['lr_fake'] or cfg['lr']
     opt_f, sch_f = train.adam(nets.fake_params, lr_fake, cfg['warmup'], tuple(cfg['betas_fake']),
                               cfg['decay'] if cfg['decay_fake'] else 'none', k * steps)
-    opt_g, sch_g = train.adam(generator.parameters(), cfg['lr'], cfg['warmup'], tuple(cfg['betas_gen']), cfg['decay'], steps)
+    opt_g, sch_g = train.adam(generator.parameters(), cfg['lr'], cfg['warmup'], tuple(cfg['betas_gen']), cfg['decay'],
+                              steps)
     x, y = data.toy_data(20_000, seed=1234)
     batches = data.Batches(torch.utils.data.TensorDataset(x, y), cfg['batch'], cfg['seed'], 0, 1, torch.device('cpu'),
                            False)
@@ -411,15 +412,18 @@ def main(argv=None):
             c = capacity(dict(base, cond=cond, teacher_path=path))
             lines.append(f'capacity ({"cond" if cond else "uncond"}): teacher 100 NFE swd {c["swd_teacher"]:.4f}; '
                          f'generator net regressed on it ({c["steps"]} steps) swd {c["swd_fit"]:.4f}, '
-                         f'rms to the teacher map {c["rms"]:.4f} (at initialisation {c["rms0"]:.4f}; {c["seconds"]:.0f} s)')
+                         f'rms to the teacher map {c["rms"]:.4f} (at initialisation {c["rms0"]:.4f}; '
+                         f'{c["seconds"]:.0f} s)')
     print('\n'.join(lines))
     if 'lag' in studies:
         for label, over in LAG_POINTS:
             o = lag(dict(base, **over, runs=args.runs))
-            lines.append(f'lag, {label}: raw swd {o["swd_raw"]:.4f} (per class: mean off its mode by {o["offset"]:.4f}, '
+            lines.append(f'lag, {label}: raw swd {o["swd_raw"]:.4f} (per class: mean off its mode by '
+                         f'{o["offset"]:.4f}, '
                          f'principal stds {o["std_min"]:.4f} / {o["std_max"]:.4f}, data 0.15; distance to the mode, '
                          f'quantiles 0.1/0.5/0.9/0.99: {" / ".join(f"{v:.3f}" for v in o["radial"])}, data '
-                         f'{" / ".join(f"{v:.3f}" for v in o["radial_data"])}); RealUM on 16384 fixed draws: running fake '
+                         f'{" / ".join(f"{v:.3f}" for v in o["radial_data"])}); RealUM on 16384 fixed draws: '
+                         'running fake '
                          f'{o["realum_running"]:.4f}, continued to convergence {o["realum_continued"]:.4f}, fresh '
                          f'{o["realum_fresh"]:.4f}; generator gradient vs the converged fake\'s (cosine, rel. error): '
                          f'running fake {o["grad_running"][0]:.3f}, {o["grad_running"][1]:.3f}; fresh fake '
@@ -436,7 +440,8 @@ def main(argv=None):
              if study in studies}
     for grid in grids.values():                                 # one queue, in PRIORITY's order, then the rest
         for name, cfg in grid:
-            cfg['order'] = PRIORITY.index((name, cfg['seed'])) if (name, cfg['seed']) in PRIORITY else 100 + cfg['order']
+            known = (name, cfg['seed']) in PRIORITY
+            cfg['order'] = PRIORITY.index((name, cfg['seed'])) if known else 100 + cfg['order']
     if not args.no_run:
         run_all(args.runs, [c for grid in grids.values() for _, c in grid], args.jobs)
     for study, grid in grids.items():
@@ -498,11 +503,13 @@ def convergence(grid, results, lines, which='0.99'):
         stay = next(s for i, (s, v) in enumerate(curve) if all(w <= 1.1 * last for _, w in curve[i:]))
         first = next(s for s, v in curve if v <= 1.1 * last)
         by.setdefault(name, []).append((last, first, stay))
-    lines.append(f'| method | final swd, EMA {which} | updates to within 10% (first) | (and stays) | per seed (final, first, stays) |')
+    lines.append(f'| method | final swd, EMA {which} | updates to within 10% (first) | (and stays) | '
+                 'per seed (final, first, stays) |')
     lines.append('|---|---|---|---|---|')
     for name, v in by.items():
         lines.append(f'| {name} | {stats([a for a, _, _ in v])} | {statistics.mean(b for _, b, _ in v):.0f} | '
-                     f'{statistics.mean(c for _, _, c in v):.0f} | ' + '; '.join(f'{a:.4f}, {b}, {c}' for a, b, c in v) + ' |')
+                     f'{statistics.mean(c for _, _, c in v):.0f} | '
+                     + '; '.join(f'{a:.4f}, {b}, {c}' for a, b, c in v) + ' |')
 
 
 def table(grid, results, lines):

@@ -22,7 +22,8 @@ if [ "$1" = prepare ]; then
     tmp=$(mktemp -d) && tar -xzf $tarball -C "$tmp" || exit 2
     rm -rf $DATA
     for d in "$tmp"/test/*/; do
-        mkdir -p $DATA/$(basename "$d") && ls "$d" | sort | head -300 | sed "s|^|$d|" | xargs cp -t $DATA/$(basename "$d")
+        mkdir -p $DATA/$(basename "$d") \
+            && ls "$d" | sort | head -300 | sed "s|^|$d|" | xargs cp -t $DATA/$(basename "$d")
     done
     rm -rf "$tmp"
     echo "wrote $(find $DATA -type f | wc -l) images to $DATA"
@@ -31,22 +32,30 @@ fi
 ONLY=
 case "$1" in [1-6]) ONLY=$1; shift;; esac
 PY=${PYTHON:-python3}
-$PY -c "import torch; assert torch.cuda.is_available()" 2>/dev/null || { echo "gpu.sh: $PY sees no CUDA device" >&2; exit 2; }
+$PY -c "import torch; assert torch.cuda.is_available()" 2>/dev/null \
+    || { echo "gpu.sh: $PY sees no CUDA device" >&2; exit 2; }
 LOG=${1:-runs/gpu}
 mkdir -p "$LOG"
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$LOG/device.txt"
-$PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$LOG/device.txt"
+$PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" \
+    | tee -a "$LOG/device.txt"
 BUDGET=570
 stage() {   # stage N NAME LIMIT command...: run it under min(LIMIT, what is left), log to LOG/NAME.txt
     local n=$1 name=$2 limit=$3; shift 3
     [ -n "$ONLY" ] && [ "$ONLY" != "$n" ] && return
     local left=$((BUDGET - SECONDS))
     [ -n "$ONLY" ] && left=$limit
-    if [ $left -lt 45 ]; then echo "== stage $n $name: skipped, ${left}s left of ${BUDGET}s" | tee "$LOG/$name.txt"; return; fi
+    if [ $left -lt 45 ]; then
+        echo "== stage $n $name: skipped, ${left}s left of ${BUDGET}s" | tee "$LOG/$name.txt"; return
+    fi
     [ $limit -gt $left ] && limit=$left
     local start=$SECONDS
-    { echo "== stage $n $name (timeout ${limit}s): $*"; timeout $limit "$@"; echo "== exit $? after $((SECONDS - start)) s"; } 2>&1 | tee "$LOG/$name.txt"
+    {
+        echo "== stage $n $name (timeout ${limit}s): $*"
+        timeout $limit "$@"
+        echo "== exit $? after $((SECONDS - start)) s"
+    } 2>&1 | tee "$LOG/$name.txt"
 }
 B="$PY experiments/bench.py --device cuda --full --iters 5 --warm 1"
 stage 1 bench_bf16_compile 300 $B --amp bf16 --compile --profile 15
@@ -58,11 +67,14 @@ if [ -n "$ONLY" ] && [ "$ONLY" != 6 ]; then
     :
 elif [ -d $DATA ]; then
     RUN=$(mktemp -d)
-    R="$PY train.py --dataset folder --data-dir $DATA --cond --alpha 0.98 --beta 0.96 --fid-samples 0 --eval-samples 1000 --workers 8 --amp bf16 --compile"
-    stage 6 train 240 bash -c "$R --teacher-steps 200 --eval-every 200 --steps 20 --nfe 20 --out $RUN/run && $R --steps 40 --eval-every 20 --nfe 20 --out $RUN/run --resume"
+    R="$PY train.py --dataset folder --data-dir $DATA --cond --alpha 0.98 --beta 0.96 --fid-samples 0"
+    R="$R --eval-samples 1000 --workers 8 --amp bf16 --compile"
+    stage 6 train 240 bash -c "$R --teacher-steps 200 --eval-every 200 --steps 20 --nfe 20 --out $RUN/run \
+        && $R --steps 40 --eval-every 20 --nfe 20 --out $RUN/run --resume"
     cp $RUN/run/samples_teacher.png $RUN/run/samples_ema0.999.png "$LOG/" 2>/dev/null
     rm -rf "$RUN"
 else
-    echo "== stage 6 train: skipped, $DATA missing (bash experiments/gpu.sh prepare, and carry it)" | tee "$LOG/train.txt"
+    echo "== stage 6 train: skipped, $DATA missing (bash experiments/gpu.sh prepare, and carry it)" \
+        | tee "$LOG/train.txt"
 fi
 echo "gpu.sh: $SECONDS s in all; logs in $LOG"

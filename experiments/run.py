@@ -128,7 +128,8 @@ class Runner:
                     for path in (self.out(name), self.out(name) + '.log'):   # metrics.jsonl appends: start clean
                         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else None
                     log = open(self.out(name) + '.log', 'w')
-                    proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+                    proc = subprocess.Popen([sys.executable, *argv], cwd=ROOT, env=env, stdout=log,
+                                            stderr=subprocess.STDOUT)
                     running[name] = (proc, time.time(), log, argv)
             time.sleep(0.2)
             for name, (proc, t0, log, argv) in list(running.items()):
@@ -267,9 +268,11 @@ def report_missing(runner, b, out, plt):
         init_swd = curve(rows[0], 'generator', 'swd')[0][1]
     lines = ['# Missing mode: mass of the one-step generator on mode 7\n',
              f'Teacher: unconditional toy, trained with `--teacher-keep 1 1 1 1 1 1 1 {b["keep"]}` (mode 7 has '
-             f'{b["keep"]:g}/({7 + b["keep"]:g}) = {b["keep"] / (7 + b["keep"]):.4f} of its training data); its 100-NFE '
+             f'{b["keep"]:g}/({7 + b["keep"]:g}) = {b["keep"] / (7 + b["keep"]):.4f} of its training data); '
+             'its 100-NFE '
              f'samples put **{w_teacher:.4f}** on mode 7 (data: 0.125), swd {teacher_metric(teacher_rows, "swd"):.4f}. '
-             f'Distillation with all the real data: {b["steps"]} updates, batch {b["batch"]}, seeds {list(b["seeds"])}; '
+             f'Distillation with all the real data: {b["steps"]} updates, batch {b["batch"]}, '
+             f'seeds {list(b["seeds"])}; '
              f'measured on {b["samples"]} samples of the final EMA {EMA} (`sample.py`), nearest mode center = 7; '
              f'swd: metrics.jsonl, final EMA {EMA}. The generator\'s initialisation (the teacher in one Euler step) '
              f'has swd {init_swd:.4f}. Predicted: argmin over w of eq. 25 integrated over t (mixture.py) with the '
@@ -418,7 +421,8 @@ def plan_images(runner, b, folder):
     common = ['--dataset', 'folder', '--data-dir', folder, '--cond', '--image-size', b['size'], *b['unet'],
               '--batch-size', b['batch'], '--lr', b['lr'], '--warmup', b['warmup'], '--ema', EMA, '--eval-samples',
               b['samples'], '--fid-samples', 0, '--workers', 0, '--log-every', 30, '--nfe', b.get('nfe', 100)]
-    teacher = runner.add('img_teacher', ['train.py', *common, '--teacher-steps', b['teacher_steps'], '--teacher-batch-size',
+    teacher = runner.add('img_teacher', ['train.py', *common, '--teacher-steps', b['teacher_steps'],
+                                         '--teacher-batch-size',
                                          b['teacher_batch'], '--teacher-lr', b['teacher_lr'], '--steps', 0,
                                          '--eval-every', 1000, '--out', runner.out('img_teacher')])
     nfe = ['--nfe', b['nfe']] if 'nfe' in b else []
@@ -474,7 +478,8 @@ def report_images(runner, b, folder, classes, out, plt):
     for label, nfe, name in (('teacher', b.get('nfe', 100), 'img_teacher_samples'),
                              ('generator at initialisation (teacher, 1 Euler step)', 1, 'img_init_samples'),
                              ('UID', 1, 'img_uid_samples'),
-                             (f'RealUID {PAPER_CELL[0]:g}, {PAPER_CELL[1]:g}', 1, f'img_{cell_name(*PAPER_CELL)}_samples')):
+                             (f'RealUID {PAPER_CELL[0]:g}, {PAPER_CELL[1]:g}', 1,
+                              f'img_{cell_name(*PAPER_CELL)}_samples')):
         models_.append((label, nfe, *npz_images(runner.out(name)), x_real, y_real))
     fd = {'teacher': teacher_metric(read_metrics(runner.out('img_teacher')), 'fd_pix8'),
           'generator at initialisation (teacher, 1 Euler step)':
@@ -484,7 +489,8 @@ def report_images(runner, b, folder, classes, out, plt):
               curve(read_metrics(runner.out(f'img_{cell_name(*PAPER_CELL)}')), 'ema' + EMA, 'fd_pix8')[-1][1]}
     lines = ['# Images: class-conditional U-Net on ' + ', '.join(classes) + f' at {b["size"]}x{b["size"]}\n',
              f'Teacher: {b["teacher_steps"]} UM steps at batch {b["teacher_batch"]}, lr {b["teacher_lr"]:g}, U-Net '
-             f'`{" ".join(map(str, b["unet"]))}`; distillation {b["steps"]} updates at batch {b["batch"]}, lr {b["lr"]:g}, '
+             f'`{" ".join(map(str, b["unet"]))}`; distillation {b["steps"]} updates at batch {b["batch"]}, '
+             f'lr {b["lr"]:g}, '
              f'K = 5, EMA {EMA}. Class check on {b["samples"]} class-balanced samples (`sample.py --npz`): D[c, c\'] = '
              'mean over samples of class c of the mean l2 distance (pixels in [-1, 1]) to the 10 nearest real '
              'images of class c\'; it passes when each row is smallest on its diagonal. 1-NN: share of class-c '
@@ -496,7 +502,8 @@ def report_images(runner, b, folder, classes, out, plt):
         D, accuracy = class_distances(x, y, xr, yr, len(classes))
         rows = '; '.join(' '.join(f'{v:.2f}' for v in row) for row in D.tolist())
         lines.append(f'| {label} | {nfe or ""} | {fd.get(label, float("nan")):.2f} | '
-                     f'{"pass" if passes(D) else "FAIL"} | {rows} | {" ".join(f"{a:.2f}" for a in accuracy.tolist())} |')
+                     f'{"pass" if passes(D) else "FAIL"} | {rows} | '
+                     f'{" ".join(f"{a:.2f}" for a in accuracy.tolist())} |')
     with open(os.path.join(out, 'images.md'), 'w') as f:
         f.write('\n'.join(lines).replace('| nan |', '| |') + '\n')
     grids = [('teacher', 'img_teacher/samples_teacher.png'), ('initialisation', 'img_teacher/samples_generator.png'),

@@ -60,7 +60,8 @@ def test_flops_and_fraction_of_peak_are_printed(capsys):
 
 
 def test_teacher_mode_times_the_teacher_step_on_device_held_data(capsys):
-    bench.main(['--mode', 'teacher', '--image-size', '8', '--batch-size', '8', '--channels', '32', '--channel-mult', '1',
+    bench.main(['--mode', 'teacher', '--image-size', '8', '--batch-size', '8', '--channels', '32',
+                '--channel-mult', '1',
                 '--attn', '8', '--iters', '1', '--warm', '0'])
     out = capsys.readouterr().out
     assert '80 uint8 images held on the device' in out and 'steps/s (median of 1 blocks of 20 steps' in out

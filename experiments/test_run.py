@@ -1,7 +1,7 @@
 """run.py: its --quick mode end to end (train.py and sample.py subprocesses, every table), and its helpers.
 
-The quick run takes about 40 s on 2 CPU cores (17 short subprocesses, two at a time, ~4 s of it imports each); it needs neither
-../shared nor matplotlib (without matplotlib the plots are skipped with one printed line).
+The quick run takes about 40 s on 2 CPU cores (17 short subprocesses, two at a time, ~4 s of it imports each); it needs
+neither ../shared nor matplotlib (without matplotlib the plots are skipped with one printed line).
 """
 import math
 import sys
@@ -96,7 +96,8 @@ def test_no_matplotlib_means_plots_skipped_in_one_line(monkeypatch, capsys):
 
 def test_fraction_on_missing_counts_points_nearest_to_mode_7():
     centers = mixture.CENTERS
-    x = np.stack([centers[7], centers[7] * 0.9, centers[0], centers[3], (centers[6] + centers[7]) / 2 + 0.01 * centers[7]])
+    x = np.stack([centers[7], centers[7] * 0.9, centers[0], centers[3],
+                  (centers[6] + centers[7]) / 2 + 0.01 * centers[7]])
     assert run.fraction_on_missing(x) == pytest.approx(3 / 5)
 
 
