@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures('one_thread')
 def test_toy_reference_is_class_balanced_like_the_conditional_samples():
     # The conditional generator is evaluated on labels 0..7 in turn; an i.i.d. reference has multinomial class
     # counts, which alone put two *real* samples of 4 000 points 0.045-0.08 apart (the floor the README's toy
-    # comparisons used to sit on). With a balanced reference two real samples are near the sampling floor.
+    # comparisons would sit on). With a balanced reference two real samples are near the sampling floor.
     balanced = [fid.sliced_wasserstein(data.toy_data(4000, s, balanced=True)[0].double(),
                                        data.toy_data(4000, 4321, balanced=True)[0].double()) for s in range(5)]
     iid = [fid.sliced_wasserstein(data.toy_data(4000, s)[0].double(), data.toy_data(4000, 4321)[0].double())

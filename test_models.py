@@ -376,7 +376,7 @@ def test_features_for_a_discriminator_head(config, feature_dim):
 # ---------------------------------------------------------------------------------------------------- fused kernels
 
 def legacy_attention(block, x):
-    # AttentionBlock.forward before the fused-kernel layout, as torchcfm's QKVAttentionLegacy computes it: 1x1 Conv1d
+    # AttentionBlock.forward written the unfused way torchcfm's QKVAttentionLegacy computes it: 1x1 Conv1d
     # on (B, C, HW), heads first then q, k, v per head, explicit softmax(q k^T / sqrt(d)) v, then proj_out
     B, C, H, W = x.shape
     heads, d = block.num_heads, C // block.num_heads
@@ -417,7 +417,7 @@ def test_attention_runs_on_the_flash_kernel_and_computes_the_legacy_function(cha
     assert relative_change(out, ref) < 1e-6                             # float32 summation order; measured 6e-8
     for g, r in zip(grads, ref_grads):
         assert relative_change(g, r) < 1e-6
-    old = torch.randn(3, 2, 3 * 32, 64).transpose(2, 3).chunk(3, dim=-1)  # the previous layout
+    old = torch.randn(3, 2, 3 * 32, 64).transpose(2, 3).chunk(3, dim=-1)  # the unfused layout
     with warnings.catch_warnings(record=True) as caught, sdpa_kernel([SDPBackend.FLASH_ATTENTION]), \
             pytest.raises(RuntimeError, match='No available kernel'):
         warnings.simplefilter('always')

@@ -1,4 +1,4 @@
-"""Times frechet_distance (Cholesky route), the previous eigh route (now its fallback) and pytorch-fid's sqrtm formula
+"""Times frechet_distance (Cholesky route), the eigh route (its fallback) and pytorch-fid's sqrtm formula
 at d = 2048, the Inception pool3 size, interleaved in one run; prints both speed ratios and the relative differences.
 Usage: [OMP_NUM_THREADS=1] python experiments/bench_fid.py [--repeats 3]; torch and numpy's OpenBLAS both read
 OMP_NUM_THREADS, and on a busy shared CPU one thread each avoids oversubscription stalls that make multi-threaded

@@ -1,4 +1,4 @@
-"""Issue 16: where the one-step generator's floor on the toy comes from, in numbers (experiments/README.md sec. 5).
+"""Where the one-step generator's floor on the toy comes from, in numbers (experiments/README.md sec. 5).
 
     python experiments/floor.py --teacher runs/floor/teacher_cond/teacher.pt --runs runs/floor --out experiments/results
     python experiments/floor.py ... --only metric capacity lag ablate time exact uid --jobs 2
@@ -487,8 +487,7 @@ ABLATIONS = [                                                   # (name, overrid
     ('the preset, t ~ u^2 (towards data)', dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine', tdist='low'), (0,)),
     ('the preset, t ~ 1-(1-u)^2 (towards noise)', dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine', tdist='high'), (0,)),
 ]
-PRIORITY = []                                                   # (name, seed) to run first (the queue used to be
-                                                                # reordered here as results came in)
+PRIORITY = []                                                   # (name, seed) to run first, e.g. while results come in
 T2 = dict(L, lr=3e-4, lr_fake=1e-2, decay='cosine')             # the toy preset that follows from the ablations
 UID = [('RealUID 0.98, 0.96', T2, (0, 1, 2)), ('UID', dict(T2, alpha=1.0, beta=1.0), (0, 1, 2))]
 

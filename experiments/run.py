@@ -203,7 +203,7 @@ def plt_or_none():
 
 def toy_flags(b):
     return ['--dataset', 'toy', '--batch-size', b['batch'], '--eval-every', b['eval_every'], '--eval-samples',
-            b['samples'], '--ema', EMA, '0.999', '--log-every', 30, '--lr-decay', 'none']   # measured before issue 16
+            b['samples'], '--ema', EMA, '0.999', '--log-every', 30, '--lr-decay', 'none']   # measured so
 
 
 def cell_name(alpha, beta):
