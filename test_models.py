@@ -1,11 +1,14 @@
 import copy
+import json
+import os
 import re
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import vp_alpha_sigma
+from conftest import random_unet_weights, vp_alpha_sigma
 from interpolants import make_interpolant
 from models import (CIFAR10_UNET, MLP, Generator, ResBlock, TimeFlip, UNet, build_model, group_norm,
                     load_checkpoint_state, load_teacher, save_teacher, timestep_embedding)
@@ -343,6 +346,37 @@ def test_unet_matches_torchcfm_cifar10(num_classes):
     # float32; only the attention differs (fused SDPA on (B, HW, C) vs torchcfm's einsum): measured 1.5e-6 relative
     # (7.7e-6 max abs) on CPU; a wrong head or q/k/v split, or a missing scale, is O(1)
     assert (out - expected).norm() / expected.norm() < 1e-5
+
+
+
+UNET_REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tests', 'data', 'unet_reference.npz')
+
+
+@pytest.mark.parametrize('name', ['uncond', 'cond'])
+def test_unet_computes_torchcfms_function_pinned_without_torchcfm(name):
+    """models.UNet against tests/data/unet_reference.npz, which torchcfm 1.0.7's own UNetModelWrapper computed once
+    (experiments/unet_reference.py): 128 channels, 16x16 inputs, 2 or 3 levels with attention, t in {0, 0.3, 0.85, 1},
+    weights conftest.random_unet_weights(0) in torchcfm's layout. Every torchcfm and official RealUID checkpoint a
+    user loads relies on this function and on these state-dict keys, and the default suite has no torchcfm.
+
+    Tolerance atol = rtol = 2e-5 on outputs of mean |out| 0.4 (max 2): the script measured max |ours - torchcfm|
+    1.7e-6, the size of torchcfm's own float32 rounding (1.6e-6 from ours in float64): fused SDPA on (B, HW, C)
+    against torchcfm's einsum attention. A time embedding with frequency denominator half - 1 instead of half moves
+    the outputs by 6e-4 to 1.8e-3 at every t but 0 (measured); swapped cos/sin, a wrong head split or a missing
+    attention scale by O(1).
+    """
+    with np.load(UNET_REFERENCE) as reference:
+        ref = {k.split('/')[1]: reference[k] for k in reference.files if k.startswith(name + '/')}
+    config, layout = json.loads(str(ref['config'])), json.loads(str(ref['layout']))
+    net = build_model(config).eval()
+    assert [[k, list(v.shape)] for k, v in net.state_dict().items()] == layout  # torchcfm's keys, shapes and order
+    net.load_state_dict(random_unet_weights(net.state_dict(), 0), strict=True)
+    t, x, expected = torch.from_numpy(ref['t']), torch.from_numpy(ref['x']), torch.from_numpy(ref['out'])
+    y = torch.from_numpy(ref['y']) if 'y' in ref else None
+    assert t[0] == 0 and t[-1] == 1 and (y is None) == (config['num_classes'] is None)
+    assert expected.abs().mean() > 0.1                      # O(1) outputs: atol 2e-5 is a relative statement
+    with torch.no_grad():
+        torch.testing.assert_close(net(t, x, y), expected, atol=2e-5, rtol=2e-5)
 
 
 FEATURE_NETS = [(dict(SMALL16, num_classes=10), 64),                                   # bottleneck: 2 * 32 channels
