@@ -180,7 +180,7 @@ def test_loader_rejects_garbled_and_unknown_files(tmp_path):
                                   ('unknown.pt', {}, 'unrecognised checkpoint'),
                                   ('teacher_ckpt.pt', {}, r"train.py's resumable training state \(step 7\)"),
                                   ('small.pt', {}, 'do not fit the model config'),  # CIFAR-10 size by default
-                                  ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999), 'no dict of EMA decays'),
+                                  ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999), r'ema_key 0.999 \(keys it has: none'),
                                   ('named.pt', dict(ema_key='0.5'), r"no EMA decay 0.5 in 'ema_models' \(has 0.999, b"),
                                   ('named.pt', {}, "'ema_models' is not a dict keyed by EMA decay")]:
         with pytest.raises(ValueError, match=message):
@@ -490,5 +490,33 @@ def test_ema_key_raw_takes_the_official_raw_network(tmp_path):
     assert load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)[1]['key'] == 'gen'
     assert load_teacher(path, **SMALL_OVERRIDES)[1]['key'] == 'ema_gens/0.999'    # the default stays the largest EMA
     torch.save({'ema_gens': {'0.999': v['0.999'].state_dict()}}, path)
-    with pytest.raises(ValueError, match="no raw network .* for ema_key 'raw'"):
+    with pytest.raises(ValueError, match=r'no network for ema_key raw \(keys it has: 0.999\)'):
         load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)
+
+
+def test_ema_key_naming_no_network_of_the_checkpoint_is_refused_with_the_keys_it_has(tmp_path):
+    # every ema_key is honoured or refused: before, 'raw' on our teacher.pt (one network, its EMA) silently loaded
+    # the EMA, while 0.5 on the same file was refused; 'raw' on a torchcfm file without net_model named no keys
+    v = {key: unet(SMALL32, seed=i) for i, key in enumerate(['ema', 'raw'])}
+    t, x, _ = batch(SMALL32)
+    ours, unrecorded = str(tmp_path / 'teacher.pt'), str(tmp_path / 'resaved.pt')
+    save_teacher(ours, v['ema'], SMALL32, extra={'config': {'args': {'teacher_ema': 0.9999, 'interpolant': 'fm'}}})
+    save_teacher(unrecorded, v['ema'], SMALL32)                 # no training arguments: its decay is unknown
+    torch.save({'ema_model': v['ema'].state_dict()}, str(tmp_path / 'cfm_ema.pt'))
+    torch.save({'ema_model': v['ema'].state_dict(), 'net_model': v['raw'].state_dict()}, str(tmp_path / 'cfm.pt'))
+    torch.save(v['ema'].state_dict(), str(tmp_path / 'bare.pt'))
+    for path, ema_key, has in [(ours, 'raw', '0.9999'), (ours, 0.999, '0.9999'), (ours, '0.5', '0.9999'),
+                               (unrecorded, 'raw', 'none'), (unrecorded, 0.9999, 'none'),
+                               (str(tmp_path / 'cfm_ema.pt'), 'raw', 'none'),
+                               (str(tmp_path / 'cfm.pt'), 0.9999, 'raw'), (str(tmp_path / 'bare.pt'), 'raw', 'none')]:
+        with pytest.raises(ValueError) as error:
+            load_teacher(path, ema_key=ema_key, **SMALL_OVERRIDES)
+        assert str(error.value).startswith(f'{path}: no network for ema_key {ema_key} (keys it has: {has}')
+        assert '\n' not in str(error.value)
+    for path, ema_key, expected in [(ours, None, 'ema'), (ours, 0.9999, 'ema'), (ours, '0.99990', 'ema'),
+                                    (unrecorded, None, 'ema'), (str(tmp_path / 'cfm.pt'), 'raw', 'raw'),
+                                    (str(tmp_path / 'cfm.pt'), None, 'ema'), (str(tmp_path / 'bare.pt'), None, 'ema')]:
+        teacher, info = load_teacher(path, ema_key=ema_key, **SMALL_OVERRIDES)   # existing keys still load
+        with torch.no_grad():
+            got = teacher(t, x) if info['format'] == 'ours' else -teacher(1 - t, x)
+            assert torch.equal(got, v[expected](t, x)), (path, ema_key)  # exact: the same weights and ops
