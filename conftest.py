@@ -319,3 +319,29 @@ def hub_home(tmp_path_factory):
 def inception_weights(hub_home):
     """The weights file of hub_home, for --weights / --fid-weights."""
     return hub_home / 'hub' / 'checkpoints' / fid.WEIGHTS_NAME
+
+
+# ---------------------------------------------------------------------------------------------------- U-Net
+
+def random_unet_weights(layout, seed=0):
+    """Random weights for the ADM U-Net (models.UNet and torchcfm's UNetModelWrapper share names and shapes), scaled
+    so that activations stay O(1) through every block and no layer is zero (a fresh net's output conv, res-block
+    output convs and attention projections are zero-initialised and would hide the layers before them).
+
+    layout: a state dict giving names and shapes. As random_inception_weights: each tensor from its own generator
+    seeded by (seed, CRC-32 of its name), independent of the order of the keys and of torch's init functions.
+    """
+    state = {}
+    for key, value in layout.items():
+        g = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
+        if key == 'label_emb.weight':                           # (classes, 4 C): O(1) next to the time embedding
+            state[key] = 0.5 * torch.randn(value.shape, generator=g)
+        elif value.dim() >= 2:                                  # conv, conv1d, linear: variance 1 / fan-in
+            state[key] = torch.randn(value.shape, generator=g) / value[0].numel() ** 0.5
+        elif key.endswith('weight'):                            # GroupNorm scale (every other weight is >= 2-d)
+            state[key] = 1 + 0.1 * torch.randn(value.shape, generator=g)
+        elif key.endswith('bias'):
+            state[key] = 0.1 * torch.randn(value.shape, generator=g)
+        else:
+            raise KeyError(f'random_unet_weights: no rule for {key}')
+    return state

@@ -329,6 +329,21 @@ def same_decay(key, ema_key):  # numerically: '0.9990' and 0.999 find '0.999'; o
         return str(key) == str(ema_key)
 
 
+def ema_keys(ckpt):
+    # what ema_key may name in a checkpoint, in words: its EMA decays, and 'raw' if it holds a network without EMA.
+    # Ours (teacher.pt) holds one network, the EMA of decay --teacher-ema (recorded in its config's args)
+    if 'teacher' in ckpt and isinstance(ckpt.get('config'), dict) and 'model' in ckpt['config']:
+        decay = ckpt['config'].get('args', {}).get('teacher_ema')
+        return [str(decay)] if decay is not None else []
+    emas = next((ckpt[k] for k in EMA_DICTS if isinstance(ckpt.get(k), dict)), {})
+    return sorted(map(str, emas)) + ['raw'] * any(k in ckpt for k in RAW_NETS)
+
+
+def no_such_key(path, ckpt, ema_key):
+    has = ', '.join(ema_keys(ckpt)) or 'none: one network, of unrecorded EMA, taken without a key'
+    return ValueError(f'{path}: no network for ema_key {ema_key} (keys it has: {has})')
+
+
 def load_checkpoint_state(path, ema_key=None, teachers_only=False):
     # -> (state dict, info {'format', 'key', 'config' (ours only, else None), 'flipped', 'dropped',
     #     'trained' (ours: the recorded training arguments, e.g. {'interpolant': 'fm', ...}; else {})})
@@ -347,10 +362,12 @@ def load_checkpoint_state(path, ema_key=None, teachers_only=False):
     if 'teacher' in ckpt and isinstance(ckpt.get('config'), dict) and 'model' in ckpt['config']:
         fmt, key, config = 'ours', 'teacher', dict(ckpt['config']['model'])
         state, flipped = ckpt['teacher'], bool(config.get('time_flip', False))
+        if ema_key is not None and not any(same_decay(k, ema_key) for k in ema_keys(ckpt)):  # 'raw' is never one
+            raise no_such_key(path, ckpt, ema_key)
     elif ema_key == 'raw':  # the network without EMA: the official 'gen' / 'net_model' (their default without a decay)
         key = next((k for k in RAW_NETS if k in ckpt), None)
         if key is None:
-            raise ValueError(f"{path}: no raw network ({', '.join(RAW_NETS)}) for ema_key 'raw'")
+            raise no_such_key(path, ckpt, ema_key)
         fmt, state = ('torchcfm' if key == 'net_model' and 'ema_models' not in ckpt else 'realuid'), ckpt[key]
     elif any(k in ckpt for k in EMA_DICTS):
         name = next(k for k in EMA_DICTS if k in ckpt)
@@ -372,8 +389,8 @@ def load_checkpoint_state(path, ema_key=None, teachers_only=False):
                          "('teacher', 'config'), torchcfm ('ema_model'), RealUID ('ema_models') or a state dict")
     if teachers_only and (key in ('gen', 'generator') or str(key).startswith('ema_gens')):
         raise ValueError(f'{path} holds a one-step generator ({key}), not a teacher')
-    if ema_key not in (None, 'raw') and not str(key).startswith(EMA_DICTS):
-        raise ValueError(f'{path}: ema_key={ema_key} given but the checkpoint has no dict of EMA decays')
+    if ema_key not in (None, 'raw') and fmt != 'ours' and not str(key).startswith(EMA_DICTS):
+        raise no_such_key(path, ckpt, ema_key)
     if not is_state_dict(state):
         raise ValueError(f"{path}: entry '{key}' is not a state dict")
     state = strip_prefixes(state)

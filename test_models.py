@@ -1,11 +1,14 @@
 import copy
+import json
+import os
 import re
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
-from conftest import vp_alpha_sigma
+from conftest import random_unet_weights, vp_alpha_sigma
 from interpolants import make_interpolant
 from models import (CIFAR10_UNET, MLP, Generator, ResBlock, TimeFlip, UNet, build_model, group_norm,
                     load_checkpoint_state, load_teacher, save_teacher, timestep_embedding)
@@ -177,7 +180,7 @@ def test_loader_rejects_garbled_and_unknown_files(tmp_path):
                                   ('unknown.pt', {}, 'unrecognised checkpoint'),
                                   ('teacher_ckpt.pt', {}, r"train.py's resumable training state \(step 7\)"),
                                   ('small.pt', {}, 'do not fit the model config'),  # CIFAR-10 size by default
-                                  ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999), 'no dict of EMA decays'),
+                                  ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999), r'ema_key 0.999 \(keys it has: none'),
                                   ('named.pt', dict(ema_key='0.5'), r"no EMA decay 0.5 in 'ema_models' \(has 0.999, b"),
                                   ('named.pt', {}, "'ema_models' is not a dict keyed by EMA decay")]:
         with pytest.raises(ValueError, match=message):
@@ -345,6 +348,37 @@ def test_unet_matches_torchcfm_cifar10(num_classes):
     assert (out - expected).norm() / expected.norm() < 1e-5
 
 
+
+UNET_REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tests', 'data', 'unet_reference.npz')
+
+
+@pytest.mark.parametrize('name', ['uncond', 'cond'])
+def test_unet_computes_torchcfms_function_pinned_without_torchcfm(name):
+    """models.UNet against tests/data/unet_reference.npz, which torchcfm 1.0.7's own UNetModelWrapper computed once
+    (experiments/unet_reference.py): 128 channels, 16x16 inputs, 2 or 3 levels with attention, t in {0, 0.3, 0.85, 1},
+    weights conftest.random_unet_weights(0) in torchcfm's layout. Every torchcfm and official RealUID checkpoint a
+    user loads relies on this function and on these state-dict keys, and the default suite has no torchcfm.
+
+    Tolerance atol = rtol = 2e-5 on outputs of mean |out| 0.4 (max 2): the script measured max |ours - torchcfm|
+    1.7e-6, the size of torchcfm's own float32 rounding (1.6e-6 from ours in float64): fused SDPA on (B, HW, C)
+    against torchcfm's einsum attention. A time embedding with frequency denominator half - 1 instead of half moves
+    the outputs by 6e-4 to 1.8e-3 at every t but 0 (measured); swapped cos/sin, a wrong head split or a missing
+    attention scale by O(1).
+    """
+    with np.load(UNET_REFERENCE) as reference:
+        ref = {k.split('/')[1]: reference[k] for k in reference.files if k.startswith(name + '/')}
+    config, layout = json.loads(str(ref['config'])), json.loads(str(ref['layout']))
+    net = build_model(config).eval()
+    assert [[k, list(v.shape)] for k, v in net.state_dict().items()] == layout  # torchcfm's keys, shapes and order
+    net.load_state_dict(random_unet_weights(net.state_dict(), 0), strict=True)
+    t, x, expected = torch.from_numpy(ref['t']), torch.from_numpy(ref['x']), torch.from_numpy(ref['out'])
+    y = torch.from_numpy(ref['y']) if 'y' in ref else None
+    assert t[0] == 0 and t[-1] == 1 and (y is None) == (config['num_classes'] is None)
+    assert expected.abs().mean() > 0.1                      # O(1) outputs: atol 2e-5 is a relative statement
+    with torch.no_grad():
+        torch.testing.assert_close(net(t, x, y), expected, atol=2e-5, rtol=2e-5)
+
+
 FEATURE_NETS = [(dict(SMALL16, num_classes=10), 64),                                   # bottleneck: 2 * 32 channels
                 (dict(kind='mlp', dim=2, hidden=48, num_layers=3, num_classes=10), 48)]  # last hidden layer
 
@@ -456,5 +490,33 @@ def test_ema_key_raw_takes_the_official_raw_network(tmp_path):
     assert load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)[1]['key'] == 'gen'
     assert load_teacher(path, **SMALL_OVERRIDES)[1]['key'] == 'ema_gens/0.999'    # the default stays the largest EMA
     torch.save({'ema_gens': {'0.999': v['0.999'].state_dict()}}, path)
-    with pytest.raises(ValueError, match="no raw network .* for ema_key 'raw'"):
+    with pytest.raises(ValueError, match=r'no network for ema_key raw \(keys it has: 0.999\)'):
         load_teacher(path, ema_key='raw', **SMALL_OVERRIDES)
+
+
+def test_ema_key_naming_no_network_of_the_checkpoint_is_refused_with_the_keys_it_has(tmp_path):
+    # every ema_key is honoured or refused: before, 'raw' on our teacher.pt (one network, its EMA) silently loaded
+    # the EMA, while 0.5 on the same file was refused; 'raw' on a torchcfm file without net_model named no keys
+    v = {key: unet(SMALL32, seed=i) for i, key in enumerate(['ema', 'raw'])}
+    t, x, _ = batch(SMALL32)
+    ours, unrecorded = str(tmp_path / 'teacher.pt'), str(tmp_path / 'resaved.pt')
+    save_teacher(ours, v['ema'], SMALL32, extra={'config': {'args': {'teacher_ema': 0.9999, 'interpolant': 'fm'}}})
+    save_teacher(unrecorded, v['ema'], SMALL32)                 # no training arguments: its decay is unknown
+    torch.save({'ema_model': v['ema'].state_dict()}, str(tmp_path / 'cfm_ema.pt'))
+    torch.save({'ema_model': v['ema'].state_dict(), 'net_model': v['raw'].state_dict()}, str(tmp_path / 'cfm.pt'))
+    torch.save(v['ema'].state_dict(), str(tmp_path / 'bare.pt'))
+    for path, ema_key, has in [(ours, 'raw', '0.9999'), (ours, 0.999, '0.9999'), (ours, '0.5', '0.9999'),
+                               (unrecorded, 'raw', 'none'), (unrecorded, 0.9999, 'none'),
+                               (str(tmp_path / 'cfm_ema.pt'), 'raw', 'none'),
+                               (str(tmp_path / 'cfm.pt'), 0.9999, 'raw'), (str(tmp_path / 'bare.pt'), 'raw', 'none')]:
+        with pytest.raises(ValueError) as error:
+            load_teacher(path, ema_key=ema_key, **SMALL_OVERRIDES)
+        assert str(error.value).startswith(f'{path}: no network for ema_key {ema_key} (keys it has: {has}')
+        assert '\n' not in str(error.value)
+    for path, ema_key, expected in [(ours, None, 'ema'), (ours, 0.9999, 'ema'), (ours, '0.99990', 'ema'),
+                                    (unrecorded, None, 'ema'), (str(tmp_path / 'cfm.pt'), 'raw', 'raw'),
+                                    (str(tmp_path / 'cfm.pt'), None, 'ema'), (str(tmp_path / 'bare.pt'), None, 'ema')]:
+        teacher, info = load_teacher(path, ema_key=ema_key, **SMALL_OVERRIDES)   # existing keys still load
+        with torch.no_grad():
+            got = teacher(t, x) if info['format'] == 'ours' else -teacher(1 - t, x)
+            assert torch.equal(got, v[expected](t, x)), (path, ema_key)  # exact: the same weights and ops

@@ -440,3 +440,22 @@ def test_ema_raw_takes_the_official_raw_gen_network(tiny_cifar_config, tmp_path)
     assert np.array_equal(npz(tmp_path / 'raw' / 'samples.npz')['arr_0'], expected)
     torch.save(dict(ema_gens={'0.999': nets['0.999'].state_dict()}), tmp_path / 'ema_only.pt')
     assert run(tmp_path / 'ema_only.pt', '--n', 6, '--npz', '--ema', 'raw', '--out', tmp_path / 'none') == 2
+
+
+def test_teacher_key_and_ema_naming_no_network_are_one_line_listing_the_keys(toy_run, tiny_cifar_config, tmp_path,
+                                                                             capsys):
+    # --teacher-key raw on our teacher.pt (one network: the EMA of --teacher-ema 0.999) sampled that EMA silently
+    nets = {key: official_unet(seed) for seed, key in enumerate(['0.999', '0.9999'])}
+    torch.save(dict(ema_gens={k: net.state_dict() for k, net in nets.items()}), tmp_path / 'official.pt')
+    for argv, phrase in [([toy_run / 'teacher.pt', '--teacher-key', 'raw'], 'no network for ema_key raw (keys it '
+                          'has: 0.999)'),
+                         ([toy_run / 'teacher.pt', '--teacher-key', 0.99], 'ema_key 0.99 (keys it has: 0.999)'),
+                         ([tmp_path / 'official.pt', '--ema', 'raw'], 'ema_key raw (keys it has: 0.999, 0.9999)')]:
+        capsys.readouterr()
+        assert run(*argv, '--n', 4, '--out', tmp_path / 's') == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and err.startswith('sample.py: error: ') and phrase in err, err
+        assert not os.path.exists(tmp_path / 's')
+    assert run(toy_run / 'teacher.pt', '--teacher-key', '0.9990', '--n', 4, '--npz', '--out', tmp_path / 'a') == 0
+    assert run(toy_run / 'teacher.pt', '--n', 4, '--npz', '--out', tmp_path / 'b') == 0
+    assert np.array_equal(npz(tmp_path / 'a' / 'samples.npz')['arr_0'], npz(tmp_path / 'b' / 'samples.npz')['arr_0'])

@@ -92,6 +92,16 @@ def get_args(argv=None):
         args.batch_size = (128 if args.mode == 'teacher' else 256) if args.device == 'cuda' else 32
     if args.image_size is None:
         args.image_size = 32 if args.full else 16
+    for flag, value in (('--batch-size', args.batch_size), ('--image-size', args.image_size),
+                        ('--channels', args.channels), ('--res-blocks', args.res_blocks),
+                        ('--channel-mult', min(args.channel_mult)), ('--peak', 1 if args.peak is None else args.peak)):
+        if value <= 0:
+            p.error(f'argument {flag}: must be positive, got {value}')
+    try:                                                        # the U-Net these flags give builds (no weights: meta)
+        with torch.device('meta'):
+            models.build_model(unet_config(args))
+    except ValueError as e:
+        p.error(f'--image-size {args.image_size} / --channels / --channel-mult / --attn: {e}')
     return args
 
 

@@ -3,7 +3,6 @@ at d = 2048, the Inception pool3 size, interleaved in one run; prints both speed
 Usage: [OMP_NUM_THREADS=1] python experiments/bench_fid.py [--repeats 3]; torch and numpy's OpenBLAS both read
 OMP_NUM_THREADS, and on a busy shared CPU one thread each avoids oversubscription stalls that make multi-threaded
 timings erratic."""
-import argparse
 import os
 import statistics
 import sys
@@ -15,6 +14,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repo root
 import fid  # noqa: E402
+import cli  # noqa: E402  (experiments/cli.py)
 
 
 def sqrtm_frechet_distance(mu1, sigma1, mu2, sigma2):  # pytorch-fid's formula
@@ -32,10 +32,10 @@ def timed(fn, *args):
     return time.perf_counter() - start, float(value)
 
 
-if __name__ == '__main__':
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--repeats', type=int, default=3)
-    args = parser.parse_args()
+def main(argv=None):
+    parser = cli.parser('bench_fid.py', __doc__.splitlines()[0])
+    parser.add_argument('--repeats', type=cli.COUNT, default=3)
+    args = parser.parse_args(argv)
     d, n = 2048, 4096
     rng = np.random.default_rng(0)
     features_real = rng.standard_normal((n, d)) * rng.uniform(0.5, 2.0, d)
@@ -59,3 +59,7 @@ if __name__ == '__main__':
     print(f'speed-up previous/new: {median["eigh (previous)"] / median["cholesky (new)"]:.2f}x')
     print(f'relative difference new vs sqrtm {relative(new, reference)}, previous vs sqrtm '
           f'{relative(previous, reference)}, new vs previous {relative(new, previous)}')
+
+
+if __name__ == '__main__':
+    main()

@@ -7,8 +7,6 @@ is reused), then writes experiments/results/families.md (the table the README qu
 its wall time) and experiments/results/families.png (one row per family: teacher with 100 NFE, the one-step
 generator at initialisation, the generator and its EMA after 300 updates). Needs no matplotlib.
 """
-import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -20,6 +18,7 @@ from PIL import Image, ImageDraw
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+import cli  # noqa: E402  (experiments/cli.py)
 import fid  # noqa: E402
 import models  # noqa: E402
 from interpolants import make_interpolant  # noqa: E402
@@ -32,20 +31,23 @@ COMMAND = ('python train.py --dataset toy --cond --interpolant {family} --alpha 
 def run(family, out):
     """The README's command for one family, unless `out` already holds its finished run -> its wall seconds."""
     path, timing = os.path.join(out, 'metrics.jsonl'), os.path.join(out, 'wall_seconds.txt')
-    if not (os.path.isfile(path) and any(json.loads(line)['step'] == 300 for line in open(path))):
+    rows = cli.read_metrics(path) or []                        # a cut last line: that evaluation never happened
+    if not any(r['phase'] == 'distill' and r['step'] == 300 for r in rows):
         shutil.rmtree(out, ignore_errors=True)                  # an unfinished earlier run: start clean
         start = time.time()
         cmd = COMMAND.format(family=family, out=out).split()
         with open(out + '.log', 'w') as log:
-            subprocess.run([sys.executable, *cmd[1:]], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, check=True,
-                           env={**os.environ, 'OMP_NUM_THREADS': '1'})
+            code = subprocess.run([sys.executable, *cmd[1:]], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  env={**os.environ, 'OMP_NUM_THREADS': '1'}).returncode
+        if code:
+            sys.exit(f'families.py: the {family} run failed (exit {code}), see {out}.log')
         with open(timing, 'w') as f:
             f.write(f'{time.time() - start:.0f}\n')
     return float(open(timing).read()) if os.path.isfile(timing) else None
 
 
 def read(out):
-    rows = [json.loads(line) for line in open(os.path.join(out, 'metrics.jsonl'))]
+    rows = cli.read_metrics(os.path.join(out, 'metrics.jsonl'))
     teacher = next(r for r in rows if r['phase'] == 'teacher')['metrics']['teacher_nfe100']['swd']
     init = next(r for r in rows if r['phase'] == 'distill' and r['step'] == 0)['metrics']['generator']['swd']
     final = [r for r in rows if r['phase'] == 'distill' and r['step'] > 0]
@@ -78,13 +80,15 @@ def figure(runs, path):
         for j, name in enumerate(['teacher', 'init', 'generator', 'ema0.99']):
             with Image.open(os.path.join(out, f'samples_{name}.png')) as image:
                 sheet.paste(image.convert('RGB'), (side + j * size, head + i * size))
-    sheet.save(path)
+    sheet.save(path + '.tmp', format='PNG')
+    os.replace(path + '.tmp', path)
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def main(argv=None):
+    p = cli.parser('families.py', __doc__.split('\n')[0])
     p.add_argument('--runs', default='runs/families', help='one train.py OUT per family')
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    cli.folder_for_output(p, '--runs', args.runs)
     os.makedirs(args.runs, exist_ok=True)
     seconds = {f: run(f, os.path.join(args.runs, f)) for f in FAMILIES}
     results = os.path.join(ROOT, 'experiments', 'results')
@@ -100,8 +104,7 @@ def main():
                 + (f'{seconds[f] / 60:.1f} min' if seconds[f] else 'wall time not recorded') for f in FAMILIES]
     text = '\n'.join(['# Every family, one command (sliced Wasserstein distance to held-out data, lower is better)',
                       '', *lines, '', 'Commands (2 shared CPU cores, OMP_NUM_THREADS=1):', '', *commands, ''])
-    with open(os.path.join(results, 'families.md'), 'w') as f:
-        f.write(text)
+    cli.write_text(os.path.join(results, 'families.md'), text)
     print(text)
 
 

@@ -10,7 +10,6 @@ time distribution), evaluated exactly as train.py does (4000 class-balanced held
 cell here is the same run as the train.py command with the same flags. Each cell is cached as JSON in --runs
 (keyed by its config): a second invocation only redraws the tables in OUT/floor.md.
 """
-import argparse
 import copy
 import hashlib
 import json
@@ -25,6 +24,7 @@ from types import SimpleNamespace
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repo root
+import cli                                                      # noqa: E402  (experiments/cli.py)
 import data                                                     # noqa: E402
 import fid                                                      # noqa: E402
 import losses                                                   # noqa: E402
@@ -388,18 +388,31 @@ def where_in_t(cfg, bins=10, n=20_000):
     return rows
 
 
+STUDIES = ['metric', 'capacity', 'ablate', 'lag', 'time', 'uid']
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = cli.parser('floor.py', __doc__.split('\n')[0])
     p.add_argument('--teacher', default='runs/floor/teacher_cond/teacher.pt')
     p.add_argument('--teacher-uncond', default='runs/floor/teacher_uncond/teacher.pt')
     p.add_argument('--runs', default='runs/floor')
     p.add_argument('--out', default='experiments/results')
-    p.add_argument('--jobs', type=int, default=1)
-    p.add_argument('--only', nargs='+', default=None)
+    p.add_argument('--jobs', type=cli.COUNT, default=1)
+    p.add_argument('--only', nargs='+', default=None, choices=STUDIES)
     p.add_argument('--no-run', action='store_true', help='tables of the cached cells only (others left out)')
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
     studies = args.only or ['metric', 'capacity', 'ablate']
+    cli.folder_for_output(p, '--runs', args.runs)
+    cli.folder_for_output(p, '--out', args.out)
+    if os.path.isdir(os.path.join(args.out, 'floor.md')):
+        p.error(f'--out {args.out}: floor.md there is a folder')
+    trains = {'capacity', 'lag', 'time'} | (set() if args.no_run else {'ablate', 'uid'})
+    for flag, path, needed in (('--teacher', args.teacher, trains & set(studies)),
+                               ('--teacher-uncond', args.teacher_uncond, 'capacity' in studies)):
+        if needed and not os.path.isfile(path):
+            p.error(f'{flag} {path} is {"not a file" if os.path.exists(path) else "not found"} (studies '
+                    f'{", ".join(sorted(trains & set(studies)))} need it)')
+    torch.set_num_threads(1)
     lines = []
     base = dict(BASE, teacher_path=args.teacher)
     if 'metric' in studies:
@@ -451,8 +464,7 @@ def main(argv=None):
         if study == 'uid':
             convergence(grid, results, lines)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, 'floor.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    cli.write_text(os.path.join(args.out, 'floor.md'), '\n'.join(lines) + '\n')    # whole or not at all
     print('\n'.join(lines))
 
 

@@ -10,7 +10,6 @@ f(t, x, y) and of the parameter gradient of a fixed random projection of it, for
 bf16 autocast with CUDA autocast's GroupNorm. On the CPU autocast leaves group_norm in bf16, so the CUDA policy is
 written out here (`cuda_policy_group_norm`): measured on the CPU, the same arithmetic as on the GPU up to kernels.
 """
-import argparse
 import contextlib
 import copy
 import os
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the repo root
 import models                                                   # noqa: E402
+import cli                                                      # noqa: E402  (experiments/cli.py)
 
 
 def cuda_policy_group_norm(self, x):
@@ -38,17 +38,22 @@ def run(net, t, x, y, w, dtype, amp):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--channels', type=int, default=128, help='128: the paper U-Net; less: the same layout, narrower')
-    p.add_argument('--batch', type=int, default=4)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--threads', type=int, default=1)
+    p = cli.parser('precision.py', __doc__.split('\n')[0])
+    p.add_argument('--channels', type=cli.COUNT, default=128, help='128: the paper U-Net; less: the same layout, narrower')
+    p.add_argument('--batch', type=cli.COUNT, default=4)
+    p.add_argument('--seed', type=cli.NONNEG, default=0)
+    p.add_argument('--threads', type=cli.COUNT, default=1)
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
     config = dict(models.CIFAR10_UNET, num_channels=args.channels, num_classes=10)
     if args.channels < 64:
         config.update(num_head_channels=-1, num_heads=4)
+    try:                                                        # builds, before any compute (meta: no weights)
+        with torch.device('meta'):
+            models.build_model(config)
+    except ValueError as e:
+        p.error(f'--channels {args.channels}: {e}')
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
     net = models.build_model(config)
     with torch.no_grad():
         for q in net.parameters():

@@ -15,7 +15,6 @@ Runs go to --runs/<name> (a finished run is reused when its command is unchanged
 --out/*.md, the plots (matplotlib, optional) to --out/*.png, and every command with its wall time to
 --out/commands.md. The conclusions are written by hand in experiments/README.md.
 """
-import argparse
 import json
 import os
 import shlex
@@ -32,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, 'results')                         # committed: written by the full study only
 sys.path[:0] = [ROOT, HERE]
+import cli                                                      # noqa: E402
 import fid                                                      # noqa: E402  (the top-level module)
 import mixture                                                  # noqa: E402
 
@@ -60,7 +60,7 @@ BUDGETS = {
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p = cli.parser('run.py', __doc__.split('\n')[0])
     p.add_argument('--out', default=None, help='tables (.md) and plots (.png) (default: experiments/results, the '
                    'committed ones; with --quick runs/experiments-quick/results, and never the committed ones)')
     p.add_argument('--runs', default=None, help='one folder per run (default: runs/experiments; with --quick '
@@ -69,14 +69,20 @@ def get_args(argv=None):
                    'test JPEGs); without it, no image study')
     p.add_argument('--only', nargs='+', choices=['missing', 'convergence', 'images'], default=None)
     p.add_argument('--quick', action='store_true', help='tiny budgets: checks the pipeline, not the method')
-    p.add_argument('--workers', type=int, default=2, help='processes at once, one thread each')
+    p.add_argument('--workers', type=cli.COUNT, default=2, help='processes at once, one thread each')
     args = p.parse_args(argv)
     quick = os.path.join(ROOT, 'runs', 'experiments-quick')
     args.out = args.out or (os.path.join(quick, 'results') if args.quick else RESULTS)
     args.runs = args.runs or (os.path.join(quick, 'runs') if args.quick else os.path.join(ROOT, 'runs', 'experiments'))
     if args.quick and os.path.realpath(args.out) == os.path.realpath(RESULTS):  # tiny budgets over the study's numbers
-        sys.exit(f'run.py: error: --quick would overwrite the committed results in {args.out} with tiny-budget '
-                 'numbers: give another --out')
+        p.error(f'--quick would overwrite the committed results in {args.out} with tiny-budget numbers: give another '
+                '--out')
+    cli.folder_for_output(p, '--runs', args.runs)
+    cli.folder_for_output(p, '--out', args.out)
+    if args.images is not None:
+        cli.input_folder(p, '--images', args.images)
+    elif 'images' in (args.only or []):
+        p.error('--only images needs --images')
     return args
 
 
@@ -107,10 +113,14 @@ class Runner:
         done, running, pending, failed = {}, {}, list(self.jobs), []
         for name, argv, deps in self.jobs:                      # reuse: same command, and nothing it needs reruns
             marker = os.path.join(self.runs, name + '.done')
-            if os.path.isfile(marker) and all(d in done for d in deps):
-                with open(marker) as f:
-                    record = json.load(f)
-                if record['argv'] == argv:
+            finished = not cli.is_cut(os.path.join(self.out(name), 'metrics.jsonl'))   # a cut line: killed, redo
+            if os.path.isfile(marker) and finished and all(d in done for d in deps):
+                try:
+                    with open(marker) as f:
+                        record = json.load(f)
+                except ValueError:                              # cut by a kill: the job reruns
+                    record = {}
+                if record.get('argv') == argv:
                     done[name] = record['seconds']
         pending = [job for job in pending if job[0] not in done]
         print(f'{len(self.jobs)} jobs ({len(done)} reused), {self.workers} at a time; each one\'s output in '
@@ -161,8 +171,7 @@ class Runner:
 
 
 def read_metrics(out):
-    with open(os.path.join(out, 'metrics.jsonl')) as f:
-        return [json.loads(line) for line in f]
+    return cli.read_metrics(os.path.join(out, 'metrics.jsonl'))
 
 
 def curve(rows, net, metric):
@@ -291,8 +300,7 @@ def report_missing(runner, b, out, plt):
         lines.append(row)
     lines.append(f'| teacher (100 NFE) | | | | | {w_teacher:.4f} | | {fraction_in_missing(teacher_x):.4f} | '
                  f'{teacher_metric(teacher_rows, "swd"):.4f} |')
-    with open(os.path.join(out, 'missing_mode.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    cli.write_text(os.path.join(out, 'missing_mode.md'), '\n'.join(lines) + '\n')
     if plt:
         fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), gridspec_kw=dict(width_ratios=[2.2, 1, 1, 1]))
         ax, labels = axes[0], [f'{a:g}\n{bb / a:.3g}' for a, bb in cells]
@@ -385,8 +393,7 @@ def report_convergence(runner, b, out, plt):
     for i, s in enumerate(steps):
         if s % (5 * b['eval_every']) == 0 or i == len(steps) - 1:
             lines.append(f'| {s} | ' + ' | '.join(f'{c[0][i][1]:.4f}' for c in curves.values()) + ' |')
-    with open(os.path.join(out, 'convergence.md'), 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    cli.write_text(os.path.join(out, 'convergence.md'), '\n'.join(lines) + '\n')
     if plt:
         fig, ax = plt.subplots(figsize=(7, 4))
         for (label, (mean_curve, per_seed)), color in zip(curves.items(), ('C0', 'C3')):
@@ -504,8 +511,7 @@ def report_images(runner, b, folder, classes, out, plt):
         lines.append(f'| {label} | {nfe or ""} | {fd.get(label, float("nan")):.2f} | '
                      f'{"pass" if passes(D) else "FAIL"} | {rows} | '
                      f'{" ".join(f"{a:.2f}" for a in accuracy.tolist())} |')
-    with open(os.path.join(out, 'images.md'), 'w') as f:
-        f.write('\n'.join(lines).replace('| nan |', '| |') + '\n')
+    cli.write_text(os.path.join(out, 'images.md'), '\n'.join(lines).replace('| nan |', '| |') + '\n')
     grids = [('teacher', 'img_teacher/samples_teacher.png'), ('initialisation', 'img_teacher/samples_generator.png'),
              ('UID', f'img_uid/samples_ema{EMA}.png'),
              (f'RealUID {PAPER_CELL[0]:g}, {PAPER_CELL[1]:g}', f'img_{cell_name(*PAPER_CELL)}/samples_ema{EMA}.png')]
@@ -548,8 +554,7 @@ def main(argv=None):
         report_convergence(runner, budget['convergence'], args.out, plt)
     if 'images' in studies:
         report_images(runner, budget['images'], folder, classes, args.out, plt)
-    with open(os.path.join(args.out, 'commands.md'), 'w') as f:
-        f.write(runner.commands_md(done))
+    cli.write_text(os.path.join(args.out, 'commands.md'), runner.commands_md(done))
     print(f'tables and plots in {args.out}', flush=True)
     return done
 

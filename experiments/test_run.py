@@ -127,4 +127,4 @@ def test_quick_mode_never_writes_into_the_committed_results(capsys):
     assert 'experiments-quick' in args.runs and run.get_args([]).out == run.RESULTS
     with pytest.raises(SystemExit) as exit_:
         run.get_args(['--quick', '--out', os.path.join(run.HERE, 'results')])
-    assert 'would overwrite the committed results' in str(exit_.value.code)
+    assert exit_.value.code == 2 and 'would overwrite the committed results' in capsys.readouterr().err
