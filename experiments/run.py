@@ -212,7 +212,8 @@ def plt_or_none():
 
 def toy_flags(b):
     return ['--dataset', 'toy', '--batch-size', b['batch'], '--eval-every', b['eval_every'], '--eval-samples',
-            b['samples'], '--ema', EMA, '0.999', '--log-every', 30, '--lr-decay', 'none']   # measured so
+            b['samples'], '--ema', EMA, '0.999', '--log-every', 30,
+            '--lr', 0.001, '--lr-fake', 0.001, '--lr-decay', 'none']    # one constant lr: what the tables measured
 
 
 def cell_name(alpha, beta):
