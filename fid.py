@@ -450,6 +450,18 @@ def write_atomic(path, write):
             os.remove(tmp)
 
 
+def output_error(path):
+    """None if a file can be written at path (made, replaced or appended to), else why not, in words: for the
+    commands to refuse before their work, not after it."""
+    if os.path.isdir(path):
+        return 'is a folder'
+    if os.path.islink(path) and not os.path.exists(path):
+        return f'is a link to {os.readlink(path)}, which does not exist'
+    if os.path.exists(path) and not os.access(path, os.W_OK) or not os.access(os.path.dirname(path) or '.', os.W_OK):
+        return 'is not writable'
+    return None
+
+
 def path_stats(path, get_net, batch_size=50, device='cpu', log=None):
     """(mu, sigma) of an .npz of statistics (mu, sigma) or of images (arr_0 uint8 (N, H, W, 3)), or of a folder of
     images; ValueError with one line on bad input (open_path, then its computation)."""

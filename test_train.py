@@ -1073,6 +1073,93 @@ def test_resume_before_the_first_checkpoint_records_nothing_twice(toy_teacher, t
     assert [(r['phase'], r['step']) for r in records(tmp_path)] == [('teacher', 0), ('distill', 0), ('distill', 1)]
 
 
+def dies_while_recording(real, phase, step, keep):
+    """train.record, killed during the append of (phase, step)'s line after `keep` of its bytes (None: all of them,
+    -1: all but the newline): what a kill at any byte leaves in metrics.jsonl."""
+    def record(args, log, **entry):
+        path = os.path.join(args.out, 'metrics.jsonl')
+        size = os.path.getsize(path) if os.path.exists(path) else 0
+        real(args, log, **entry)
+        if (entry['phase'], entry['step']) == (phase, step):
+            written = os.path.getsize(path) - size
+            with open(path, 'r+b') as f:
+                f.truncate(size + (written if keep is None else keep % written))
+            raise KeyboardInterrupt
+    return record
+
+
+@pytest.mark.parametrize('kills', [(('distill', 2, 0), ('distill', 4, -1)), (('teacher', 0, 7), ('distill', 2, 1)),
+                                   (('distill', 0, None), ('distill', 4, 40))])
+def test_a_run_killed_while_recording_and_resumed_twice_records_each_evaluation_once(kills, toy_teacher, tmp_path,
+                                                                                     monkeypatch):
+    argv = [*TOY_QUICK, *TOY_LR, '--teacher', toy_teacher, '--steps', 4, '--eval-every', 2]
+    assert main(*argv, '--out', tmp_path / 'never_killed') == 0
+    out, real = tmp_path / 'killed', train.record
+    for i, (phase, step, keep) in enumerate(kills):
+        monkeypatch.setattr(train, 'record', dies_while_recording(real, phase, step, keep))
+        with pytest.raises(KeyboardInterrupt):
+            main(*argv, '--out', out, *['--resume'] * (i > 0))
+    monkeypatch.setattr(train, 'record', real)
+    assert main(*argv, '--out', out, '--resume') == 0
+    text = (out / 'metrics.jsonl').read_text()
+    assert text.endswith('\n') and all(json.loads(line) for line in text.splitlines())   # every line: JSON
+    expected = records(tmp_path / 'never_killed')
+    assert [(r['phase'], r['step']) for r in records(out)] == [(r['phase'], r['step']) for r in expected]
+    assert [r['metrics'] for r in records(out)] == [r['metrics'] for r in expected]          # the same values
+
+
+def test_records_past_the_checkpoint_are_refused_on_resume(toy_teacher, tmp_path, capsys):
+    # a resumed run would train those steps again and record them a second time: refused, nothing changed
+    argv = [*TOY_QUICK, *TOY_LR, '--teacher', toy_teacher, '--eval-every', 1, '--out', tmp_path]
+    assert main(*argv, '--steps', 1) == 0
+    earlier = (tmp_path / 'ckpt.pt').read_bytes()
+    assert main(*argv, '--steps', 2, '--resume') == 0
+    (tmp_path / 'ckpt.pt').write_bytes(earlier)                 # the step-1 checkpoint, back in place
+    before = snapshot(tmp_path)
+    code = main(*argv, '--steps', 3, '--resume')
+    assert_one_line_error(code, capsys.readouterr().err, 2, 'metrics.jsonl records distillation step 2, but '
+                          'ckpt.pt is at step 1')
+    assert snapshot(tmp_path) == before
+    os.remove(tmp_path / 'ckpt.pt')
+    before = snapshot(tmp_path)
+    code = main(*argv, '--steps', 3, '--resume')
+    assert_one_line_error(code, capsys.readouterr().err, 2, 'step 2, but there is no ckpt.pt')
+    assert snapshot(tmp_path) == before
+
+
+def test_a_line_of_the_record_that_is_not_json_is_named_on_resume(toy_teacher, tmp_path, capsys):
+    argv = [*TOY_QUICK, *TOY_LR, '--teacher', toy_teacher, '--steps', 1, '--out', tmp_path]
+    assert main(*argv) == 0
+    lines = (tmp_path / 'metrics.jsonl').read_text().splitlines(keepends=True)
+    (tmp_path / 'metrics.jsonl').write_text(lines[0] + '{"step": 0, "pha{"cut": 1}\n' + ''.join(lines[1:]))
+    before = snapshot(tmp_path)
+    code = main(*argv, '--resume')
+    assert_one_line_error(code, capsys.readouterr().err, 2, 'metrics.jsonl: line 2 is not JSON')
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize('kind', ['folder', 'dangling link', 'unwritable file'])
+@pytest.mark.parametrize('name', ['ckpt.pt', 'teacher_ckpt.pt', 'teacher.pt', 'metrics.jsonl', 'samples_teacher.png',
+                                  'samples_generator.png', 'samples_ema0.99.png'])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(name, kind, tmp_path, monkeypatch, capsys):
+    path = tmp_path / name
+    if kind == 'folder':
+        path.mkdir()
+    elif kind == 'dangling link':
+        os.symlink(tmp_path / 'nowhere', path)
+    else:                                                       # root may write any file: os.access says it cannot
+        path.write_bytes(b'')
+        real = os.access
+        monkeypatch.setattr(os, 'access', lambda p, mode, **kw: str(p) != str(path) and real(p, mode, **kw))
+    before = snapshot(tmp_path)
+    code = main(*TOY_QUICK, '--ema', 0.99, '--teacher-steps', 1, '--steps', 1, '--out', tmp_path,
+                *['--resume'] * (kind == 'unwritable file'))
+    says = {'folder': 'is a folder', 'dangling link': f'is a link to {tmp_path / "nowhere"}, which does not exist',
+            'unwritable file': 'is not writable'}[kind]
+    assert_one_line_error(code, capsys.readouterr().err, 2, f'--out {tmp_path}: {name} {says}')
+    assert snapshot(tmp_path) == before
+
+
 # ---------------------------------------------------------------------------------------------------- help and progress
 
 def test_help_shows_each_default_once(capsys):

@@ -45,6 +45,8 @@ PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e
 PRESETS['folder'] = PRESETS['cifar10']
 RESUMABLE = {'steps', 'teacher_steps', 'eval_every', 'log_every', 'workers',   # what --resume may change (README):
              'device', 'compile', 'fid_weights', 'data_dir', 'out', 'resume'}  # how long, how often, where files are
+OUTPUTS = ['ckpt.pt', 'teacher_ckpt.pt', 'teacher.pt', 'metrics.jsonl', 'samples_teacher.png',   # what a run writes
+           'samples_generator.png']                                                             # in --out (+ EMAs')
 
 
 def die(msg, code=2):
@@ -188,6 +190,9 @@ def check_args(p, args):
                 'would be distilled instead')
     if args.gan and 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
         p.error('--gan is not supported under torchrun (the head reads the fake outside its DDP wrapper)')
+    for name in OUTPUTS + [f'samples_ema{decay}.png' for decay in args.ema]:    # before hours of work, not after
+        if os.path.isdir(args.out) and fid.output_error(os.path.join(args.out, name)):
+            p.error(f'--out {args.out}: {name} {fid.output_error(os.path.join(args.out, name))}')
     earlier = [f for f in ('ckpt.pt', 'teacher_ckpt.pt', 'metrics.jsonl') if os.path.isfile(os.path.join(args.out, f))]
     if earlier and not args.resume:                             # a new run there would overwrite them
         p.error(f'--out {args.out} holds an earlier run ({", ".join(earlier)}): --resume continues it, '
@@ -199,8 +204,18 @@ def check_args(p, args):
         p.error(f'--out {args.out} is inside the image folder --data-dir {args.data_dir}: '
                 'its files would be read as images')
     checkpoints = [os.path.join(args.out, 'ckpt.pt'), os.path.join(args.out, 'teacher_ckpt.pt')]
-    recorded = next((load_checkpoint(path, 'checkpoint').get('args') for path in checkpoints
-                     if args.resume and os.path.isfile(path)), None) or {}
+    ckpt = next((load_checkpoint(path, 'checkpoint') for path in checkpoints if args.resume and os.path.isfile(path)),
+                {})
+    recorded = ckpt.get('args') or {}
+    try:                                                        # the record may hold no step the run will redo
+        steps = [e['step'] for e in read_records(os.path.join(args.out, 'metrics.jsonl')) if e['phase'] == 'distill']
+    except ValueError as e:
+        p.error(str(e))
+    at = ckpt.get('step', 0) if os.path.isfile(checkpoints[0]) else None
+    if max(steps, default=0) > (at or 0):
+        p.error(f'--out {args.out}: metrics.jsonl records distillation step {max(steps)}, but '
+                f'{"there is no ckpt.pt" if at is None else f"ckpt.pt is at step {at}"}: --resume would record those '
+                'steps again; put the checkpoint back, or move metrics.jsonl away')
     changed = sorted(k for k in recorded.keys() & vars(args).keys() - RESUMABLE if recorded[k] != getattr(args, k))
     if recorded.get('steps', args.steps) != args.steps and args.lr_decay != 'none':    # allowed, but not silently
         print(f'train.py: --steps {args.steps} (was {recorded["steps"]}): the lr decays over the new --steps from here')
@@ -396,11 +411,31 @@ def finite_or_none(obj):
 
 
 def record(args, log, **entry):
-    """One JSON object per evaluation in OUT/metrics.jsonl, and the same as a progress line."""
+    """One JSON object per evaluation appended to OUT/metrics.jsonl as one line, and the same as a progress line."""
     with open(os.path.join(args.out, 'metrics.jsonl'), 'a') as f:
         f.write(json.dumps(finite_or_none(entry), allow_nan=False) + '\n')   # NaN/inf -> null: strict JSON
     short = json.loads(json.dumps(entry), parse_float=lambda v: float(f'{float(v):.4g}'))     # 4 digits on screen
     log(json.dumps(short, separators=(' ', '=')).replace('"', ''))
+
+
+def read_records(path, repair=False):
+    """OUT/metrics.jsonl -> its entries ([] if absent). A last line without its newline is what a kill left of an
+    append: no entry (--resume redoes that evaluation); repair=True cuts it off the file before anything is appended,
+    so that every line stays one JSON object. Any other line that is not JSON: ValueError in one line."""
+    if not os.path.isfile(path):
+        return []
+    with open(path, 'rb+' if repair else 'rb') as f:
+        text = f.read()
+        whole = text[:text.rfind(b'\n') + 1]
+        if repair and len(whole) < len(text):
+            f.truncate(len(whole))
+    entries = []
+    for i, line in enumerate(whole.decode(errors='replace').splitlines()):
+        try:
+            entries.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise ValueError(f'{path}: line {i + 1} is not JSON; fix or remove that line') from None
+    return entries
 
 
 # ---------------------------------------------------------------------------------------------------- phase 1: teacher
@@ -576,11 +611,10 @@ def distill(args, run, teacher_net, config, dataset, shape, num_classes, interp,
             generator.train()
             record(args, run.log, step=step, phase='distill', losses=running, metrics=metrics, it_per_s=rate)
 
-    # The evaluations metrics.jsonl holds, as (phase, step): a kill after a checkpoint may have lost one, which is
-    # then done again below; a line cut short by a kill is not counted.
-    path = os.path.join(args.out, 'metrics.jsonl')
-    with open(path) if args.resume and os.path.isfile(path) else contextlib.nullcontext([]) as f:
-        done = {(e['phase'], e['step']) for e in (json.loads(line) for line in f if line.endswith('}\n'))}
+    # The evaluations metrics.jsonl holds, as (phase, step): one lost to a kill (after its checkpoint, or cut short
+    # while written) is done again below, and only then is the record appended to.
+    records = read_records(os.path.join(args.out, 'metrics.jsonl'), repair=run.rank == 0)
+    done = {(e['phase'], e['step']) for e in records}
     if run.rank == 0 and args.nfe and 'teacher' not in {phase for phase, _ in done}:
         t0, g = time.time(), torch.Generator(run.device).manual_seed(3)   # the SDE sampler's noise (bridge) is seeded
         bar = fid.Progress(f'teacher sampler, {args.nfe} NFE', args.eval_samples * args.nfe, 'sample-NFE', run.log,
