@@ -785,7 +785,7 @@ def test_integrated_lemma2_optimum_under_widened_teacher_is_not_corrected(alpha,
     (beta/alpha) T, ((1-beta)/(1-alpha)) T do not follow the shift. Tolerance 1e-4 on m and s:
     the 5-digit values are the same (to 1e-5) with 64-point Gauss-Legendre or 201-point trapezoid on [0, 1]
     or [1e-3, 1 - 1e-3]; on [0.01, 0.99] s moves by <= 1e-5, on [0.05, 0.95] by <= 1e-4; dropping t < 0.2
-    (Gauss-Legendre on [0.2, 1]) by <= 6e-4. The issue's rounded stds (0.312, 0.310, 0.3008)
+    (Gauss-Legendre on [0.2, 1]) by <= 6e-4. The rounded stds quoted (0.312, 0.310, 0.3008)
     must hold to half a unit of their last digit (they do with m fixed at 2, too: 0.31175, 0.31039, 0.30079).
     The claim: no cell gains more than 1e-3 (0.7% of the 0.15 error). Contrast: eq. 25 at t0 = 0.02 alone
     (App. A.1.4's pointwise view) is minimized at s = 0.2883 / 0.2769 / 0.2873 for the beta != alpha cells, a
