@@ -239,7 +239,8 @@ def save_grid(images, classes, path):
     if classes:
         x = torch.cat([x[c::classes][:per_row] for c in range(classes)])
     grid = torchvision.utils.make_grid(x[:100] if not classes else x, nrow=per_row, padding=2, pad_value=-1)
-    Image.fromarray(images_to_uint8(grid).numpy()).save(path)
+    image = Image.fromarray(images_to_uint8(grid).numpy())
+    write_atomic(path, lambda f: image.save(f, format='PNG'))  # a kill never leaves half a picture
 
 
 def save_scatter(x, y, path, extent=3.5, size=256):
@@ -252,7 +253,8 @@ def save_scatter(x, y, path, extent=3.5, size=256):
     image, ij = torch.ones(3, size, size), ((x + extent) / (2 * extent) * (size - 1)).round().long()  # (N, 2) pixels
     keep = ((ij >= 0) & (ij < size)).all(1)
     image[:, size - 1 - ij[keep, 1], ij[keep, 0]] = palette[y[keep] % len(palette)].T
-    Image.fromarray((image * 255).round().byte().permute(1, 2, 0).numpy()).save(path)
+    image = Image.fromarray((image * 255).round().byte().permute(1, 2, 0).numpy())
+    write_atomic(path, lambda f: image.save(f, format='PNG'))
 
 
 class Progress:

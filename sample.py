@@ -36,7 +36,7 @@ import models
 from interpolants import INTERPOLANTS, make_interpolant
 
 MARKER = 'sample.json'                                      # in every --out sample.py fills: --overwrite's licence
-OWN_FILES = re.compile(r'\d{6,}\.png|(labels\.txt|samples\.npz)(\.\d+\.tmp)?|grid\.png|sample\.json')  # all it writes
+OWN_FILES = re.compile(r'\d{6,}\.png|(labels\.txt|samples\.npz|grid\.png)(\.\d+\.tmp)?|sample\.json')  # all it writes
 LOG_EVERY = 5.0                                                            # seconds between progress lines
 FID_BATCH = 100
 
