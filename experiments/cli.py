@@ -1,8 +1,9 @@
 """What the experiments/ commands share with train.py's command line: bad input is one line on stderr naming the
-program and the flag, exit 2, no traceback, nothing written first. The rest they take from the project itself:
-train.checked's types, train.read_records for metrics.jsonl (a cut last line is no entry), fid.write_atomic for a
-result replaced whole or not at all."""
+program and the flag, exit 2, no traceback, nothing written first; a missing optional package is one line saying
+how to install it. The rest they take from the project itself: train.checked's types, train.read_records for
+metrics.jsonl (a cut last line is no entry), fid.write_atomic for a result replaced whole or not at all."""
 import argparse
+import importlib
 import os
 import sys
 
@@ -40,3 +41,11 @@ def input_folder(p, flag, path):
     if not os.path.isdir(path):
         p.error(f'{flag} {path} is {"a file, not a folder" if os.path.exists(path) else "not found"}')
 
+
+def require(prog, module, install):
+    """import module (an optional package's), else exit 1 with one line: what is missing and how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        sys.exit(f'{prog}: error: needs {module.split(".")[0]}, which is not installed here ({e}); '
+                 f'in a scratch venv: {install}')

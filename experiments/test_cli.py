@@ -1,9 +1,10 @@
 """Every experiments/ command held to train.py's standard for bad input: one line on stderr naming the program and
-the flag, exit 2, no traceback, nothing written; a run that a kill cut short is redone, never reused. In-process
-(main(argv)): no subprocess import cost."""
+the flag, exit 2, no traceback, nothing written; a missing optional package is one line saying how to install it;
+a run that a kill cut short is redone, never reused. In-process (main(argv)): no subprocess import cost."""
 import json
 import os
 import subprocess
+import sys
 
 import pytest
 
@@ -11,12 +12,17 @@ import bench
 import bench_fid
 import families
 import floor
+import inception_reference
 import precision
 import run
+import unet_reference
 from conftest import exit_code, snapshot
 
 MAINS = {'run.py': run.main, 'floor.py': floor.main, 'families.py': families.main, 'bench.py': bench.main,
-         'bench_fid.py': bench_fid.main, 'precision.py': precision.main}
+         'bench_fid.py': bench_fid.main, 'precision.py': precision.main, 'unet_reference.py': unet_reference.main,
+         'inception_reference.py': inception_reference.main}
+REFERENCES = {'unet_reference.py': ('torchcfm', 'pip install torchcfm'),
+              'inception_reference.py': ('pytorch_fid', 'pip install --no-deps pytorch-fid')}
 BAD = [  # (program, argv with {tmp}, phrase of the one line)
     ('run.py', ['--runs', '{tmp}/file.txt'], '--runs {tmp}/file.txt is a file, not a folder'),
     ('run.py', ['--out', '{tmp}/file.txt'], '--out {tmp}/file.txt is a file, not a folder'),
@@ -47,6 +53,10 @@ BAD = [  # (program, argv with {tmp}, phrase of the one line)
     ('precision.py', ['--channels', '0'], 'argument --channels: must be an integer >= 1, got 0'),
     ('precision.py', ['--channels', '2'], '--channels 2: num_channels=2'),
     ('precision.py', ['--batch', '-1'], 'argument --batch: must be an integer >= 1, got -1'),
+    *[(program, argv, phrase) for program in REFERENCES for argv, phrase in [
+        (['--nope'], 'unrecognized arguments: --nope'),
+        (['--out', '{tmp}/file.txt'], '--out {tmp}/file.txt exists: the reference is made once'),
+        (['--out', '{tmp}/absent/ref.npz'], '--out {tmp}/absent/ref.npz: no folder {tmp}/absent')]],
 ]
 
 
@@ -140,3 +150,19 @@ def test_families_failed_run_is_one_line_naming_its_log(tmp_path, monkeypatch):
     assert e.value.code == f'families.py: the vp run failed (exit 3), see {out}.log'
     assert not os.path.exists(os.path.join(out, 'wall_seconds.txt'))
 
+
+@pytest.mark.parametrize('program', REFERENCES)
+def test_reference_script_without_its_package_is_one_line_saying_how_to_install_it(program, tmp_path, capsys,
+                                                                                   monkeypatch):
+    package, install = REFERENCES[program]
+    monkeypatch.setitem(sys.modules, package, None)             # import PACKAGE -> ImportError, installed or not
+    try:
+        code = exit_code(MAINS[program])('--out', tmp_path / 'ref.npz')
+    except ImportError as e:                                    # before: a traceback
+        code = f'ImportError: {e}'
+    err = capsys.readouterr().err
+    script = {'unet_reference.py': unet_reference, 'inception_reference.py': inception_reference}[program]
+    assert isinstance(code, str) and code.startswith(f'{program}: error: needs {package}, which is not installed '
+                                                     'here (') and '\n' not in code, code
+    assert code.endswith(f'; in a scratch venv: {script.INSTALL}') and install in script.INSTALL, code
+    assert err == '' and os.listdir(tmp_path) == []
