@@ -21,6 +21,7 @@ sys.path.insert(0, ROOT)
 import cli  # noqa: E402  (experiments/cli.py)
 import fid  # noqa: E402
 import models  # noqa: E402
+import train  # noqa: E402  (train.read_records)
 from interpolants import make_interpolant  # noqa: E402
 
 FAMILIES = ['fm', 'vp', 've', 'bridge', 'si']
@@ -28,11 +29,21 @@ COMMAND = ('python train.py --dataset toy --cond --interpolant {family} --alpha 
            '--ema 0.99 --lr 0.001 --lr-fake 0.001 --lr-decay none --out {out}')   # one constant lr: as measured
 
 
+def finished(out):
+    """True when out/metrics.jsonl holds the run's last evaluation (distillation step 300). A last line a kill cut
+    is no entry (train.read_records), and a record with a line that is not JSON is no finished run either."""
+    try:
+        rows = train.read_records(os.path.join(out, 'metrics.jsonl'))
+    except ValueError as e:
+        print(f'families.py: {e}: that run is redone', flush=True)
+        return False
+    return any(r['phase'] == 'distill' and r['step'] == 300 for r in rows)
+
+
 def run(family, out):
     """The README's command for one family, unless `out` already holds its finished run -> its wall seconds."""
-    path, timing = os.path.join(out, 'metrics.jsonl'), os.path.join(out, 'wall_seconds.txt')
-    rows = cli.read_metrics(path) or []                        # a cut last line: that evaluation never happened
-    if not any(r['phase'] == 'distill' and r['step'] == 300 for r in rows):
+    timing = os.path.join(out, 'wall_seconds.txt')
+    if not finished(out):
         shutil.rmtree(out, ignore_errors=True)                  # an unfinished earlier run: start clean
         start = time.time()
         cmd = COMMAND.format(family=family, out=out).split()
@@ -41,13 +52,13 @@ def run(family, out):
                                   env={**os.environ, 'OMP_NUM_THREADS': '1'}).returncode
         if code:
             sys.exit(f'families.py: the {family} run failed (exit {code}), see {out}.log')
-        with open(timing, 'w') as f:
-            f.write(f'{time.time() - start:.0f}\n')
+        seconds = f'{time.time() - start:.0f}\n'
+        fid.write_atomic(timing, lambda f: f.write(seconds.encode()))
     return float(open(timing).read()) if os.path.isfile(timing) else None
 
 
 def read(out):
-    rows = cli.read_metrics(os.path.join(out, 'metrics.jsonl'))
+    rows = train.read_records(os.path.join(out, 'metrics.jsonl'))
     teacher = next(r for r in rows if r['phase'] == 'teacher')['metrics']['teacher_nfe100']['swd']
     init = next(r for r in rows if r['phase'] == 'distill' and r['step'] == 0)['metrics']['generator']['swd']
     final = [r for r in rows if r['phase'] == 'distill' and r['step'] > 0]
@@ -80,8 +91,7 @@ def figure(runs, path):
         for j, name in enumerate(['teacher', 'init', 'generator', 'ema0.99']):
             with Image.open(os.path.join(out, f'samples_{name}.png')) as image:
                 sheet.paste(image.convert('RGB'), (side + j * size, head + i * size))
-    sheet.save(path + '.tmp', format='PNG')
-    os.replace(path + '.tmp', path)
+    fid.write_atomic(path, lambda f: sheet.save(f, format='PNG'))
 
 
 def main(argv=None):
@@ -104,7 +114,7 @@ def main(argv=None):
                 + (f'{seconds[f] / 60:.1f} min' if seconds[f] else 'wall time not recorded') for f in FAMILIES]
     text = '\n'.join(['# Every family, one command (sliced Wasserstein distance to held-out data, lower is better)',
                       '', *lines, '', 'Commands (2 shared CPU cores, OMP_NUM_THREADS=1):', '', *commands, ''])
-    cli.write_text(os.path.join(results, 'families.md'), text)
+    fid.write_atomic(os.path.join(results, 'families.md'), lambda f: f.write(text.encode()))
     print(text)
 
 

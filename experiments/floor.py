@@ -164,9 +164,8 @@ def _work(item):
     result.pop('state', None)
     os.makedirs(os.path.join(runs, 'cells'), exist_ok=True)
     path = os.path.join(runs, 'cells', cell_key(cfg) + '.json')
-    with open(path + '.tmp', 'w') as f:
-        json.dump(dict(cfg=cfg, result=result), f)
-    os.replace(path + '.tmp', path)
+    record = json.dumps(dict(cfg=cfg, result=result)).encode()
+    fid.write_atomic(path, lambda f: f.write(record))           # a kill leaves no half cell for cached() to read
     print(f'{cfg.get("name", "")} seed {cfg["seed"]}: raw {result["curve"][-1][1]:.4f} '
           f'ema {result["curve"][-1][2]} ({result["seconds"]:.0f} s)', flush=True)
     return result
@@ -464,7 +463,8 @@ def main(argv=None):
         if study == 'uid':
             convergence(grid, results, lines)
     os.makedirs(args.out, exist_ok=True)
-    cli.write_text(os.path.join(args.out, 'floor.md'), '\n'.join(lines) + '\n')    # whole or not at all
+    text = '\n'.join(lines) + '\n'
+    fid.write_atomic(os.path.join(args.out, 'floor.md'), lambda f: f.write(text.encode()))    # whole or not at all
     print('\n'.join(lines))
 
 

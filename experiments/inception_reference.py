@@ -10,7 +10,8 @@ Run once, with pytorch-fid in a scratch environment (it is not a dependency of t
 
 The file holds `images` (2, 32, 32, 3) uint8, drawn from torch.Generator().manual_seed(0), and `features`
 (2, 2048) float32: pytorch_fid.inception.InceptionV3([3]) (resize to 299, then 2x - 1) on images / 255, with the
-weights conftest.random_inception_weights(0, layout=its own state dict). It refuses to replace an existing file.
+weights conftest.random_inception_weights(0, layout=its own state dict). It refuses to replace an existing file, and
+writes the new one whole or not at all.
 """
 import os
 import sys
@@ -19,16 +20,25 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'experiments')]
+import cli  # noqa: E402  (experiments/cli.py)
+import fid  # noqa: E402  (fid.write_atomic)
 from conftest import random_inception_weights  # noqa: E402  (the test suite's weights recipe)
 
 PATH = os.path.join(ROOT, 'tests', 'data', 'inception_pool3_reference.npz')
+INSTALL = ('python3 -m venv --system-site-packages /tmp/fidref && /tmp/fidref/bin/pip install --no-deps pytorch-fid, '
+           'then run this script with /tmp/fidref/bin/python (see its docstring)')
 
 
-def main():
-    from pytorch_fid import inception
-    if os.path.exists(PATH):
-        sys.exit(f'{PATH} exists: the reference is made once; remove it to make it again')
+def main(argv=None):
+    p = cli.parser('inception_reference.py', __doc__.split('\n\n')[0])
+    p.add_argument('--out', default=PATH, help='the .npz to write (refused if it exists)')
+    args = p.parse_args(argv)
+    if os.path.lexists(args.out):
+        p.error(f'--out {args.out} exists: the reference is made once; remove it to make it again')
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        p.error(f'--out {args.out}: no folder {os.path.dirname(os.path.abspath(args.out))}')
+    inception = cli.require(p.prog, 'pytorch_fid.inception', INSTALL)
     built = {}
     build = inception._inception_v3
 
@@ -44,9 +54,8 @@ def main():
     images = torch.randint(0, 256, (2, 32, 32, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     with torch.no_grad():
         features = net(images.permute(0, 3, 1, 2).float() / 255)[0].flatten(1)
-    os.makedirs(os.path.dirname(PATH), exist_ok=True)
-    np.savez_compressed(PATH, images=images.numpy(), features=features.numpy())
-    print(f'{PATH}: features of shape {tuple(features.shape)}, mean |f| {features.abs().mean():.3f}')
+    fid.write_atomic(args.out, lambda f: np.savez_compressed(f, images=images.numpy(), features=features.numpy()))
+    print(f'{args.out}: features of shape {tuple(features.shape)}, mean |f| {features.abs().mean():.3f}')
 
 
 if __name__ == '__main__':

@@ -39,7 +39,8 @@ def run(net, t, x, y, w, dtype, amp):
 
 def main(argv=None):
     p = cli.parser('precision.py', __doc__.split('\n')[0])
-    p.add_argument('--channels', type=cli.COUNT, default=128, help='128: the paper U-Net; less: the same layout, narrower')
+    p.add_argument('--channels', type=cli.COUNT, default=128,
+                   help='128: the paper U-Net; less: the same layout, narrower')
     p.add_argument('--batch', type=cli.COUNT, default=4)
     p.add_argument('--seed', type=cli.NONNEG, default=0)
     p.add_argument('--threads', type=cli.COUNT, default=1)

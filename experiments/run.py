@@ -34,6 +34,7 @@ sys.path[:0] = [ROOT, HERE]
 import cli                                                      # noqa: E402
 import fid                                                      # noqa: E402  (the top-level module)
 import mixture                                                  # noqa: E402
+import train                                                    # noqa: E402  (train.read_records)
 
 EMA = '0.99'            # the reported generator EMA: a ~100-update horizon, short against every budget below
 PAPER_CELL = (0.98, 0.96)   # Table 2: the paper's best conditional RealUID
@@ -112,9 +113,8 @@ class Runner:
         env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
         done, running, pending, failed = {}, {}, list(self.jobs), []
         for name, argv, deps in self.jobs:                      # reuse: same command, and nothing it needs reruns
-            marker = os.path.join(self.runs, name + '.done')
-            finished = not cli.is_cut(os.path.join(self.out(name), 'metrics.jsonl'))   # a cut line: killed, redo
-            if os.path.isfile(marker) and finished and all(d in done for d in deps):
+            marker = os.path.join(self.runs, name + '.done')   # removed when a job starts, written when it ends
+            if os.path.isfile(marker) and all(d in done for d in deps):
                 try:
                     with open(marker) as f:
                         record = json.load(f)
@@ -135,6 +135,8 @@ class Runner:
                     print(f'skip {name}: a job it needs failed', flush=True)
                 elif len(running) < self.workers and all(d in done for d in deps):
                     pending.remove(job)
+                    if os.path.isfile(self.out(name) + '.done'):  # an earlier run's: killed from here on, not done
+                        os.remove(self.out(name) + '.done')
                     for path in (self.out(name), self.out(name) + '.log'):   # metrics.jsonl appends: start clean
                         shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else None
                     log = open(self.out(name) + '.log', 'w')
@@ -150,8 +152,8 @@ class Runner:
                 seconds = time.time() - t0
                 if proc.returncode == 0:
                     done[name] = seconds
-                    with open(os.path.join(self.runs, name + '.done'), 'w') as f:
-                        json.dump(dict(seconds=seconds, argv=argv), f)
+                    record = json.dumps(dict(seconds=seconds, argv=argv)).encode()
+                    fid.write_atomic(self.out(name) + '.done', lambda f: f.write(record))
                 else:
                     failed.append(name)
                 print(f'{"done" if proc.returncode == 0 else "FAILED"} {name} in {seconds:.0f}s '
@@ -171,7 +173,7 @@ class Runner:
 
 
 def read_metrics(out):
-    return cli.read_metrics(os.path.join(out, 'metrics.jsonl'))
+    return train.read_records(os.path.join(out, 'metrics.jsonl'))
 
 
 def curve(rows, net, metric):
@@ -301,7 +303,8 @@ def report_missing(runner, b, out, plt):
         lines.append(row)
     lines.append(f'| teacher (100 NFE) | | | | | {w_teacher:.4f} | | {fraction_in_missing(teacher_x):.4f} | '
                  f'{teacher_metric(teacher_rows, "swd"):.4f} |')
-    cli.write_text(os.path.join(out, 'missing_mode.md'), '\n'.join(lines) + '\n')
+    text = '\n'.join(lines) + '\n'
+    fid.write_atomic(os.path.join(out, 'missing_mode.md'), lambda f: f.write(text.encode()))   # whole or not at all
     if plt:
         fig, axes = plt.subplots(1, 4, figsize=(14, 3.6), gridspec_kw=dict(width_ratios=[2.2, 1, 1, 1]))
         ax, labels = axes[0], [f'{a:g}\n{bb / a:.3g}' for a, bb in cells]
@@ -394,7 +397,8 @@ def report_convergence(runner, b, out, plt):
     for i, s in enumerate(steps):
         if s % (5 * b['eval_every']) == 0 or i == len(steps) - 1:
             lines.append(f'| {s} | ' + ' | '.join(f'{c[0][i][1]:.4f}' for c in curves.values()) + ' |')
-    cli.write_text(os.path.join(out, 'convergence.md'), '\n'.join(lines) + '\n')
+    text = '\n'.join(lines) + '\n'
+    fid.write_atomic(os.path.join(out, 'convergence.md'), lambda f: f.write(text.encode()))
     if plt:
         fig, ax = plt.subplots(figsize=(7, 4))
         for (label, (mean_curve, per_seed)), color in zip(curves.items(), ('C0', 'C3')):
@@ -512,7 +516,8 @@ def report_images(runner, b, folder, classes, out, plt):
         lines.append(f'| {label} | {nfe or ""} | {fd.get(label, float("nan")):.2f} | '
                      f'{"pass" if passes(D) else "FAIL"} | {rows} | '
                      f'{" ".join(f"{a:.2f}" for a in accuracy.tolist())} |')
-    cli.write_text(os.path.join(out, 'images.md'), '\n'.join(lines).replace('| nan |', '| |') + '\n')
+    text = '\n'.join(lines).replace('| nan |', '| |') + '\n'
+    fid.write_atomic(os.path.join(out, 'images.md'), lambda f: f.write(text.encode()))
     grids = [('teacher', 'img_teacher/samples_teacher.png'), ('initialisation', 'img_teacher/samples_generator.png'),
              ('UID', f'img_uid/samples_ema{EMA}.png'),
              (f'RealUID {PAPER_CELL[0]:g}, {PAPER_CELL[1]:g}', f'img_{cell_name(*PAPER_CELL)}/samples_ema{EMA}.png')]
@@ -555,7 +560,8 @@ def main(argv=None):
         report_convergence(runner, budget['convergence'], args.out, plt)
     if 'images' in studies:
         report_images(runner, budget['images'], folder, classes, args.out, plt)
-    cli.write_text(os.path.join(args.out, 'commands.md'), runner.commands_md(done))
+    text = runner.commands_md(done)
+    fid.write_atomic(os.path.join(args.out, 'commands.md'), lambda f: f.write(text.encode()))
     print(f'tables and plots in {args.out}', flush=True)
     return done
 

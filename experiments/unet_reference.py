@@ -11,13 +11,12 @@ Run once, with torchcfm in a scratch environment (it is not a dependency of this
 
 For each of two configs, 'uncond' and 'cond' (128 channels, where torchcfm's GroupNorm(32, ch) and ours agree), the
 file holds `{name}/config` (our model config as JSON), `{name}/layout` (torchcfm's state-dict keys and shapes in
-order, JSON), `{name}/t` (4,) with 0 and 1 among them, `{name}/x`
-(4, 3, 16, 16) float32, `{name}/y` (cond only) and `{name}/out` (4, 3, 16, 16) float32: torchcfm's net in eval mode
-with the weights conftest.random_unet_weights(0, layout=its own state dict). It also prints how far models.UNet is
-from it in float32, and how far torchcfm's float32 output is from ours in float64 (the tolerance of test_models.py comes from these numbers). It refuses to
-replace an existing file.
+order, JSON), `{name}/t` (4,) with 0 and 1 among them, `{name}/x` (4, 3, 16, 16) float32, `{name}/y` (cond only)
+and `{name}/out` (4, 3, 16, 16) float32: torchcfm's net in eval mode with the weights
+conftest.random_unet_weights(0, layout=its own state dict). It also prints how far models.UNet is from it in float32,
+and how far torchcfm's float32 output is from ours in float64 (the tolerance of test_models.py comes from these
+numbers). It refuses to replace an existing file, and writes the new one whole or not at all.
 """
-import argparse
 import json
 import os
 import sys
@@ -26,7 +25,9 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, 'experiments')]
+import cli  # noqa: E402  (experiments/cli.py)
+import fid  # noqa: E402  (fid.write_atomic)
 from conftest import random_unet_weights  # noqa: E402  (the test suite's weights recipe)
 from models import build_model  # noqa: E402
 
@@ -38,10 +39,12 @@ CONFIGS = {  # both exercise res blocks with and without a skip conv, attention,
     'cond': dict(BASE, num_res_blocks=2, channel_mult=[1, 2], attention_resolutions='8', num_heads=2,
                  num_head_channels=-1, num_classes=10)}             # 16, 8 pixels; 2 heads of 128 channels
 T = [0.0, 0.3, 0.85, 1.0]
+INSTALL = ('python3 -m venv --system-site-packages /tmp/cfmenv && /tmp/cfmenv/bin/pip install torchcfm, then run '
+           'this script with /tmp/cfmenv/bin/python (see its docstring)')
 
 
 def torchcfm_unet(config):
-    from torchcfm.models.unet.unet import UNetModelWrapper
+    from torchcfm.models.unet.unet import UNetModelWrapper       # main() checked that it imports
     kwargs = {k: v for k, v in config.items() if k not in ('kind', 'num_classes')}
     return UNetModelWrapper(**kwargs, class_cond=config['num_classes'] is not None,
                             num_classes=config['num_classes'] or 1000)
@@ -73,27 +76,18 @@ def reference(name, config, seed):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--out', default=PATH, help='the .npz to write (refused if it exists)')
-    args = parser.parse_args(argv)
+    p = cli.parser('unet_reference.py', __doc__.split('\n\n')[0])
+    p.add_argument('--out', default=PATH, help='the .npz to write (refused if it exists)')
+    args = p.parse_args(argv)
     if os.path.lexists(args.out):
-        parser.error(f'--out {args.out} exists: the reference is made once; remove it to make it again')
+        p.error(f'--out {args.out} exists: the reference is made once; remove it to make it again')
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        parser.error(f'--out {args.out}: no folder {os.path.dirname(os.path.abspath(args.out))}')
-    try:
-        import torchcfm  # noqa: F401
-    except ImportError:
-        sys.exit(f'{parser.prog}: needs torchcfm (pip install torchcfm in a scratch environment, see the docstring)')
+        p.error(f'--out {args.out}: no folder {os.path.dirname(os.path.abspath(args.out))}')
+    cli.require(p.prog, 'torchcfm.models.unet.unet', INSTALL)
     arrays = {}
     for seed, (name, config) in enumerate(CONFIGS.items()):
         arrays.update(reference(name, config, seed))
-    tmp = args.out + '.tmp.npz'                 # np.savez adds .npz to a name without it
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, args.out)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    fid.write_atomic(args.out, lambda f: np.savez_compressed(f, **arrays))     # whole or not at all
     print(f'{args.out}: {os.path.getsize(args.out) / 1e3:.0f} kB')
 
 
