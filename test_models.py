@@ -180,7 +180,8 @@ def test_loader_rejects_garbled_and_unknown_files(tmp_path):
                                   ('unknown.pt', {}, 'unrecognised checkpoint'),
                                   ('teacher_ckpt.pt', {}, r"train.py's resumable training state \(step 7\)"),
                                   ('small.pt', {}, 'do not fit the model config'),  # CIFAR-10 size by default
-                                  ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999), r'ema_key 0.999 \(keys it has: none'),
+                                  ('small.pt', dict(SMALL_OVERRIDES, ema_key=0.999),
+                                   r'ema_key 0.999 \(keys it has: none'),
                                   ('named.pt', dict(ema_key='0.5'), r"no EMA decay 0.5 in 'ema_models' \(has 0.999, b"),
                                   ('named.pt', {}, "'ema_models' is not a dict keyed by EMA decay")]:
         with pytest.raises(ValueError, match=message):
