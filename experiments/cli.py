@@ -42,6 +42,19 @@ def input_folder(p, flag, path):
         p.error(f'{flag} {path} is {"a file, not a folder" if os.path.exists(path) else "not found"}')
 
 
+def reference_args(prog, description, default, argv=None):
+    """The command line of a script that writes a committed reference file once: --out (default `default`), refused
+    when it exists or its folder does not -> (parser, args)."""
+    p = parser(prog, description)
+    p.add_argument('--out', default=default, help='the .npz to write (refused if it exists)')
+    args = p.parse_args(argv)
+    if os.path.lexists(args.out):
+        p.error(f'--out {args.out} exists: the reference is made once; remove it to make it again')
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
+        p.error(f'--out {args.out}: no folder {os.path.dirname(os.path.abspath(args.out))}')
+    return p, args
+
+
 def require(prog, module, install):
     """import module (an optional package's), else exit 1 with one line: what is missing and how to install it."""
     try:

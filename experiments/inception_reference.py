@@ -31,13 +31,7 @@ INSTALL = ('python3 -m venv --system-site-packages /tmp/fidref && /tmp/fidref/bi
 
 
 def main(argv=None):
-    p = cli.parser('inception_reference.py', __doc__.split('\n\n')[0])
-    p.add_argument('--out', default=PATH, help='the .npz to write (refused if it exists)')
-    args = p.parse_args(argv)
-    if os.path.lexists(args.out):
-        p.error(f'--out {args.out} exists: the reference is made once; remove it to make it again')
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        p.error(f'--out {args.out}: no folder {os.path.dirname(os.path.abspath(args.out))}')
+    p, args = cli.reference_args('inception_reference.py', __doc__.split('\n\n')[0], PATH, argv)
     inception = cli.require(p.prog, 'pytorch_fid.inception', INSTALL)
     built = {}
     build = inception._inception_v3

@@ -76,13 +76,7 @@ def reference(name, config, seed):
 
 
 def main(argv=None):
-    p = cli.parser('unet_reference.py', __doc__.split('\n\n')[0])
-    p.add_argument('--out', default=PATH, help='the .npz to write (refused if it exists)')
-    args = p.parse_args(argv)
-    if os.path.lexists(args.out):
-        p.error(f'--out {args.out} exists: the reference is made once; remove it to make it again')
-    if not os.path.isdir(os.path.dirname(os.path.abspath(args.out))):
-        p.error(f'--out {args.out}: no folder {os.path.dirname(os.path.abspath(args.out))}')
+    p, args = cli.reference_args('unet_reference.py', __doc__.split('\n\n')[0], PATH, argv)
     cli.require(p.prog, 'torchcfm.models.unet.unet', INSTALL)
     arrays = {}
     for seed, (name, config) in enumerate(CONFIGS.items()):
