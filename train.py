@@ -190,9 +190,9 @@ def check_args(p, args):
                 'would be distilled instead')
     if args.gan and 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:
         p.error('--gan is not supported under torchrun (the head reads the fake outside its DDP wrapper)')
-    for name in OUTPUTS + [f'samples_ema{decay}.png' for decay in args.ema]:    # before hours of work, not after
-        if os.path.isdir(args.out) and fid.output_error(os.path.join(args.out, name)):
-            p.error(f'--out {args.out}: {name} {fid.output_error(os.path.join(args.out, name))}')
+    for name in OUTPUTS + [f'samples_ema{decay}.png' for decay in args.ema] if os.path.isdir(args.out) else []:
+        if why := fid.output_error(os.path.join(args.out, name)):   # before hours of work, not after
+            p.error(f'--out {args.out}: {name} {why}')
     earlier = [f for f in ('ckpt.pt', 'teacher_ckpt.pt', 'metrics.jsonl') if os.path.isfile(os.path.join(args.out, f))]
     if earlier and not args.resume:                             # a new run there would overwrite them
         p.error(f'--out {args.out} holds an earlier run ({", ".join(earlier)}): --resume continues it, '
