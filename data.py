@@ -58,6 +58,21 @@ def keep_fractions(dataset, fractions):
     return torch.utils.data.Subset(dataset, keep.tolist())
 
 
+def hold_out(dataset, n, seed=0):
+    """-> (the dataset without n items, those n items), the n from a fixed permutation: a coupled run's evaluation
+    pairs, never trained on. TensorDatasets stay TensorDatasets (held on the device); a Subset keeps its targets."""
+    if len(dataset) <= n:
+        raise DataError(f'the dataset has {len(dataset)} items: too few to hold out {n} for evaluation')
+    order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
+    parts = order[n:].sort().values, order[:n]
+    if isinstance(dataset, torch.utils.data.TensorDataset):
+        return tuple(torch.utils.data.TensorDataset(*(t[i] for t in dataset.tensors)) for i in parts)
+    subsets = tuple(torch.utils.data.Subset(dataset, i.tolist()) for i in parts)
+    for subset in subsets if hasattr(dataset, 'targets') else ():
+        subset.targets = [dataset.targets[i] for i in subset.indices]
+    return subsets
+
+
 class FlatFolder(torchvision.datasets.ImageFolder):
     """A folder of images without class subfolders (the official CelebA layout): one class, label 0."""
     def find_classes(self, directory):

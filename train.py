@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+import couplings
 import data
 import fid
 import losses
@@ -97,6 +98,10 @@ def get_args(argv=None):
       help='UID+GAN (eq. 8) weights')
     a('--cond', action='store_true', help='class-conditional teacher, fake and generator')
     a('--interpolant', choices=sorted(INTERPOLANTS), default='fm')
+    a('--coupling', choices=sorted(couplings.COUPLINGS), default=None,
+      help='data-to-data (App. C, Def. 5): restore c = corruption(x0); every network sees c (couplings.py)')
+    a('--source-noise', type=checked(float, lambda v: 0 <= v < math.inf, 'a number >= 0'), default=None,
+      help=f's of the coupled source x1 = c + s zeta (default with --coupling: {couplings.SOURCE_NOISE}, README)')
     a = p.add_argument_group('data').add_argument
     a('--dataset', choices=['cifar10', 'celeba', 'folder', 'toy'], default='cifar10')
     a('--data-dir', default='./data', help='CIFAR-10 root, or the image folder for folder/celeba')
@@ -157,6 +162,7 @@ def get_args(argv=None):
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.warmup = 500 if args.warmup is None else args.warmup
+    args.source_noise = couplings.SOURCE_NOISE if args.coupling and args.source_noise is None else args.source_noise
     args.lr_fake = args.lr_fake or args.lr
     check_args(p, args)
     return args
@@ -176,6 +182,13 @@ def check_args(p, args):
         p.error(str(e))
     if fid.device_error(args.device):
         p.error(f'--device {fid.device_error(args.device)}')
+    if args.coupling and (why := couplings.unfit(args.coupling, args.dataset == 'toy', args.interpolant)):
+        p.error(f'--coupling {args.coupling}: {why}')
+    if args.coupling and (args.cond or args.gan):
+        p.error("--coupling takes no --cond or --gan: the networks' label slot carries c, and the GAN head noises "
+                'data with the Gaussian source')
+    if args.source_noise is not None and not args.coupling:
+        p.error('--source-noise is the noise of a coupled source: it needs --coupling')
     if args.loss == 'normalized' and (args.gamma is not None or args.param != 'standard' or args.sid_alpha != 0.5):
         p.error('--loss normalized takes no --gamma, --param or --sid-alpha (they belong to Def. 3 / eq. 34)')
     for flag in ('teacher', 'finetune'):
@@ -303,8 +316,11 @@ class EMAs(dict):
             ema.load_state_dict(state[str(decay)])
 
 
-def noise(interp, n, shape, num_classes, device):
-    """Generator input: labels (None if unconditional), then z = interp.prior at t=1 -> (z (n, *shape), y)."""
+def noise(interp, n, shape, num_classes, device, c=None, s=None):
+    """Generator input -> (z (n, *shape), y): labels (None if unconditional), then z = interp.prior at t=1; with a
+    coupling's c (App. C.3): z = c + s zeta, the coupled source, and y = c, the condition of every network."""
+    if c is not None:
+        return couplings.source(c, s), c
     y = torch.randint(num_classes, (n,), device=device) if num_classes else None
     return interp.prior((n, *shape), device), y
 
@@ -312,11 +328,12 @@ def noise(interp, n, shape, num_classes, device):
 def model_config(args, shape, num_classes):
     if args.dataset == 'toy':
         return dict(kind='mlp', dim=shape[0], hidden=args.hidden, num_layers=args.layers,
-                    num_classes=num_classes if args.cond else None)
+                    num_classes=num_classes if args.cond else None, **({'cond_dim': shape[0]} if args.coupling else {}))
     heads = dict(num_head_channels=64) if args.channels >= 64 else dict(num_head_channels=-1, num_heads=4)
     return dict(kind='unet', dim=list(shape), num_channels=args.channels, num_res_blocks=args.res_blocks,
                 channel_mult=list(args.channel_mult), attention_resolutions=[r for r in args.attn.split(',') if r],
-                dropout=0.0, num_classes=num_classes if args.cond else None, **heads)
+                dropout=0.0, num_classes=num_classes if args.cond else None, **heads,
+                **({'cond_channels': shape[0]} if args.coupling else {}))    # I2SB, DDBM: c concatenated on channels
 
 
 def wrap(net, args, run):
@@ -401,6 +418,42 @@ def make_evaluator(args, run, dataset, shape, num_classes, interp):
                                             args.fid_samples, 250, classes, inception, device, log=run.log)
             metrics['fid'] = fid.frechet_distance(mu, sigma, *fid_ref)
         return metrics
+    evaluate.samples = n
+    return evaluate
+
+
+def make_coupled_evaluator(args, run, coupling, held_out, dataset, interp, teacher):
+    """With a coupling: evaluate(name, sample_fn(x1, c)) on held-out pairs (x0, c), never trained on, with the inputs
+    and samples per input of coupling.eval_pairs -> couplings.restoration_metrics, for images also fd_pix16 (as fd_pix8)
+    to clean training images. OUT/samples_{name}.png: rows input | teacher | two samples | ground truth (toy: the
+    samples of 8 inputs, a colour each). Fixed seeds: inputs, sources and metrics are the same at every evaluation."""
+    (inputs, per), toy, device, s = coupling.eval_pairs, args.dataset == 'toy', run.device, args.source_noise
+    x0 = torch.stack([held_out[i][0] for i in range(inputs)]).to(device)
+    c = coupling.corrupt(x0, torch.Generator(device).manual_seed(5))
+    idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:args.eval_samples].tolist()
+    ref = None if toy else fid.pixel_stats(torch.stack([dataset[i][0] for i in idx]), 16)
+    g = torch.Generator(device).manual_seed(6)                  # the teacher's column of the grids, drawn once
+    teacher_rows = functools.cache(lambda: interp.generate(teacher, couplings.source(c[:10], s, g), c[:10],
+                                                           steps=args.nfe or 100, generator=g).float().cpu())
+
+    @torch.no_grad()
+    @torch.compiler.set_stance('force_eager')
+    def evaluate(name, sample_fn, quiet=False):
+        g, cs = torch.Generator(device).manual_seed(1), c.repeat_interleave(per, 0)    # input i: rows i*per...
+        bar = fid.Progress(f'samples of {name}', len(cs), 'samples', None if quiet else run.log, args.log_every,
+                           end=False)
+        chunks = []
+        for i in range(0, len(cs), 500):
+            chunks.append(sample_fn(couplings.source(cs[i:i + 500], s, g), cs[i:i + 500]).float().cpu())
+            bar(min(len(cs), i + 500))
+        x, path = torch.cat(chunks).view(inputs, per, *c.shape[1:]), os.path.join(args.out, f'samples_{name}.png')
+        metrics = couplings.restoration_metrics(coupling, x0.cpu(), c.cpu(), x, torch.Generator().manual_seed(7))
+        if toy:
+            fid.save_scatter(x[:8].flatten(0, 1), torch.arange(8).repeat_interleave(per), path)
+            return metrics
+        fid.save_grid(torch.cat([c[:10].cpu(), teacher_rows(), x[:10, 0], x[:10, 1], x0[:10].cpu()]), 10, path)
+        return dict(metrics, fd_pix16=fid.frechet_distance(*fid.pixel_stats(x.flatten(0, 1), 16), *ref))
+    evaluate.samples = inputs * per
     return evaluate
 
 
@@ -444,6 +497,7 @@ def train_teacher(args, run, dataset, shape, num_classes, interp):
     """Minimize the UM loss (Def. 1) on real data -> OUT/teacher.pt (EMA weights). Every --eval-every steps the
     whole state goes to OUT/teacher_ckpt.pt, from which --resume continues exactly."""
     config, ckpt_path = model_config(args, shape, num_classes), os.path.join(args.out, 'teacher_ckpt.pt')
+    coupling = args.coupling and couplings.make_coupling(args.coupling)
     net = models.build_model(config).to(run.device)
     model = wrap(interp.precondition(net), args, run)
     ema = copy.deepcopy(net).requires_grad_(False)             # after wrap: its layout (--compile: channels_last)
@@ -463,8 +517,10 @@ def train_teacher(args, run, dataset, shape, num_classes, interp):
     bar, t0 = fid.Progress('teacher', args.teacher_steps, 'it', run.log, args.log_every, start=start), time.time()
     for step in range(start + 1, args.teacher_steps + 1):
         x, y = batches.next()
-        with autocast(args):
-            loss = losses.um_loss(model, interp, x, y if args.cond else None)         # Def. 1 / eq. 3
+        c = coupling.corrupt(x) if coupling else None           # App. C.1-C.2: pairs (x0, c), source c + s zeta
+        with autocast(args):                                    # Def. 1 / eq. 3
+            loss = losses.um_loss(model, interp, x, c if coupling else y if args.cond else None,
+                                  x1=c if c is None else couplings.source(c, args.source_noise))
         grad_norm = optimizer_step(loss, opt, sched, net.parameters(), args.clip)
         ema_update(ema, net, min(args.teacher_ema, (1 + step) / (10 + step)))         # EMA with warm-up
         pending.append((step, dict(teacher=loss.detach(), grad=grad_norm)))
@@ -503,6 +559,9 @@ def load_teacher(args, path, shape, num_classes, device):
         die(f'{fits}: it has {classes} classes, the {args.dataset} data {num_classes}')
     if trained.get('interpolant', args.interpolant) != args.interpolant:   # recorded in our teacher.pt
         die(f'teacher {path} was trained with --interpolant {trained["interpolant"]}, not {args.interpolant}')
+    if (trained.get('coupling'), trained.get('source_noise')) != (args.coupling, args.source_noise):
+        die(f'teacher {path} was trained with --coupling {trained.get("coupling")} --source-noise '
+            f'{trained.get("source_noise")}, not --coupling {args.coupling} --source-noise {args.source_noise}')
     return net, config, f'{info["format"]}{", time-flipped" if info["flipped"] else ""}'
 
 
@@ -514,19 +573,21 @@ def discriminate(nets, interp, x, y):
     return nets.head(nets.fake.features(t, interp.sample(x, t=t)[1], y)).squeeze(1)
 
 
-def fake_update(args, interp, nets, opt, sched, z, y_gen, x_real, y_real):
-    """One fake update: minimize RealUM (Def. 2 / eq. 16) on generated + real data; the generator is fixed."""
+def fake_update(args, interp, nets, opt, sched, z, y_gen, x_real, y_real, x1=None):
+    """One fake update: minimize RealUM (Def. 2 / eq. 16) on generated + real data; the generator is fixed. x1: a
+    coupling's source draw for the loss (Def. 5), fresh, shared by the generated and real pairs (the same c)."""
     with torch.no_grad(), autocast(args):
         x_gen = nets.generator(z, y_gen).float()
     with autocast(args):
         if args.loss == 'normalized':                           # Def. 4: the fake maximizes Normalized RealUID
             loss = -losses.normalized_realuid_loss(nets.teacher, nets.fake_ddp, interp, x_gen, x_real, args.alpha,
-                                                   args.beta, y_gen, y_real)
+                                                   args.beta, y_gen, y_real, x1_gen=x1)
         elif args.gamma is None and args.param == 'standard':
-            loss = losses.realum_loss(nets.fake_ddp, interp, x_gen, x_real, args.alpha, args.beta, y_gen, y_real)
+            loss = losses.realum_loss(nets.fake_ddp, interp, x_gen, x_real, args.alpha, args.beta, y_gen, y_real,
+                                      x1_gen=x1)
         else:                                                   # Def. 3: the fake maximizes General RealUID
             loss = -losses.general_realuid_loss(nets.teacher, nets.fake_ddp, interp, x_gen, x_real, args.alpha,
-                                                args.beta, args.gamma, args.param, y_gen, y_real)
+                                                args.beta, args.gamma, args.param, y_gen, y_real, x1_gen=x1)
         if nets.head is not None:
             loss = loss + args.gan[1] * losses.gan_discriminator_loss(discriminate(nets, interp, x_real, y_real),
                                                                       discriminate(nets, interp, x_gen, y_gen))
@@ -534,19 +595,19 @@ def fake_update(args, interp, nets, opt, sched, z, y_gen, x_real, y_real):
     return loss.detach()
 
 
-def generator_update(args, interp, nets, opt, sched, z, y):
+def generator_update(args, interp, nets, opt, sched, z, y, x1=None):
     """One generator update: minimize the theta-terms of RealUID (eq. 17) with the fake under stop-gradient:
-    its parameters are frozen, so no gradient is computed for them (it still flows through x_t)."""
+    its parameters are frozen, so no gradient is computed for them (it still flows through x_t). x1: as above."""
     for p in nets.fake_params:
         p.requires_grad_(False)
     with autocast(args):
         x_gen = nets.generator_ddp(z, y).float()
         if args.loss == 'normalized':                           # Def. 4, App. A.4
             loss = losses.normalized_realuid_generator_loss(nets.teacher, nets.fake, interp, x_gen, args.alpha,
-                                                            args.beta, y)
+                                                            args.beta, y, x1=x1)
         else:                                                   # eq. 17 (eq. 34 with --sid-alpha, Def. 3 with --gamma)
             loss = losses.realuid_generator_loss(nets.teacher, nets.fake, interp, x_gen, args.alpha, args.beta, y,
-                                                 sid_alpha=args.sid_alpha, gamma=args.gamma, param=args.param)
+                                                 x1=x1, sid_alpha=args.sid_alpha, gamma=args.gamma, param=args.param)
         if nets.head is not None:
             loss = loss + args.gan[0] * losses.gan_generator_loss(discriminate(nets, interp, x_gen, y))
     grad_norm = optimizer_step(loss, opt, sched, nets.generator.parameters(), args.clip)
@@ -564,14 +625,17 @@ def finetune_start(args, config):
     if other:
         differences = ', '.join(f'{k} {ckpt["model"].get(k)} there, {config.get(k)} here' for k in sorted(other))
         die(f'{name} was distilled from another model ({differences})')
-    recorded = (ckpt.get('args') or {}).get('interpolant', args.interpolant)
-    if recorded != args.interpolant:
-        die(f'{name} was trained with --interpolant {recorded}, not {args.interpolant}')
+    recorded = ckpt.get('args') or {}
+    for key in ('interpolant', 'coupling', 'source_noise'):
+        if recorded.get(key, getattr(args, key)) != getattr(args, key):
+            die(f'{name} was trained with --{key.replace("_", "-")} {recorded[key]}, not {getattr(args, key)}')
     return ckpt['emas'][max(ckpt['emas'], key=float)]
 
 
-def distill(args, run, teacher_net, config, dataset, shape, num_classes, interp, finetune=None):
+def distill(args, run, teacher_net, config, dataset, shape, num_classes, interp, finetune=None, held_out=None):
     classes, ckpt_path = num_classes if args.cond else None, os.path.join(args.out, 'ckpt.pt')
+    coupling = args.coupling and couplings.make_coupling(args.coupling)
+    source = lambda c: c if c is None else couplings.source(c, args.source_noise)   # a coupling's fresh x1, else None
     teacher = interp.precondition(teacher_net)
     generator = models.Generator(interp.precondition(copy.deepcopy(teacher_net)).requires_grad_(True).train(), interp)
     fake_net = models.build_model(config).to(run.device)        # random init (App. D.1)
@@ -595,7 +659,8 @@ def distill(args, run, teacher_net, config, dataset, shape, num_classes, interp,
                     sched_fake=sched_fake, sched_gen=sched_gen, **(dict(head=head) if head else {}))
     batches = data.Batches(dataset, args.batch_size, args.seed, run.rank, run.world, run.device,
                            args.dataset == 'cifar10', args.workers)
-    evaluate = make_evaluator(args, run, dataset, shape, num_classes, interp) if run.rank == 0 else None
+    evaluate = None if run.rank else make_coupled_evaluator(args, run, coupling, held_out, dataset, interp, teacher) \
+        if coupling else make_evaluator(args, run, dataset, shape, num_classes, interp)
     start = 0                                                   # (the evaluator's FID loader draws from the RNG)
     if args.resume and os.path.isfile(ckpt_path):
         start = load_state(run, ckpt_path, stateful, batches)
@@ -617,7 +682,7 @@ def distill(args, run, teacher_net, config, dataset, shape, num_classes, interp,
     done = {(e['phase'], e['step']) for e in records}
     if run.rank == 0 and args.nfe and 'teacher' not in {phase for phase, _ in done}:
         t0, g = time.time(), torch.Generator(run.device).manual_seed(3)   # the SDE sampler's noise (bridge) is seeded
-        bar = fid.Progress(f'teacher sampler, {args.nfe} NFE', args.eval_samples * args.nfe, 'sample-NFE', run.log,
+        bar = fid.Progress(f'teacher sampler, {args.nfe} NFE', evaluate.samples * args.nfe, 'sample-NFE', run.log,
                            args.log_every)
         metrics = evaluate('teacher', lambda z, y: interp.generate(lambda t, x, c: bar.add(len(x), teacher(t, x, c)),
                                                                    z, y, steps=args.nfe, generator=g), quiet=True)
@@ -628,7 +693,7 @@ def distill(args, run, teacher_net, config, dataset, shape, num_classes, interp,
     if start and start >= args.steps:
         return run.log(f'nothing to do: the run is at step {start}, --steps is {args.steps}')
     n = args.batch_size // run.world
-    use_real = args.alpha < 1 or (args.gamma or 1) < 1 or args.gan is not None
+    use_real = args.alpha < 1 or (args.gamma or 1) < 1 or args.gan is not None or coupling  # coupling: c from pairs
     bar = fid.Progress('distill', args.steps, 'it', run.log, args.log_every, start=start)
     pending = []                                                # per step: values on the device until read
     sums, count, seconds, peak = {}, 0, 0.0, 0.0                # since the last evaluation: for metrics.jsonl
@@ -636,11 +701,13 @@ def distill(args, run, teacher_net, config, dataset, shape, num_classes, interp,
         t0 = time.time()
         for _ in range(args.k):                                 # Algorithm 1: K fake updates on RealUM (Def. 2)
             x_real, y_real = batches.next() if use_real else (None, None)
-            z, y_gen = noise(interp, n, shape, classes, run.device)
+            c = coupling.corrupt(x_real) if coupling else None   # Def. 5: real pairs (x0, c); generated (G(z, c), c)
+            z, y_gen = noise(interp, n, shape, classes, run.device, c, args.source_noise)
             loss_fake = fake_update(args, interp, nets, opt_fake, sched_fake, z, y_gen, x_real,
-                                    y_real if args.cond else None)
-        z, y_gen = noise(interp, n, shape, classes, run.device)  # then one generator update on RealUID (eq. 17)
-        loss_gen, grad_norm = generator_update(args, interp, nets, opt_gen, sched_gen, z, y_gen)
+                                    c if coupling else y_real if args.cond else None, source(c))
+        c = coupling.corrupt(batches.next()[0]) if coupling else None   # then one generator update on RealUID (eq. 17)
+        z, y_gen = noise(interp, n, shape, classes, run.device, c, args.source_noise)
+        loss_gen, grad_norm = generator_update(args, interp, nets, opt_gen, sched_gen, z, y_gen, source(c))
         for decay, ema in emas.items():
             ema_update(ema, generator, decay)
         pending.append((step, dict(fake=loss_fake, gen=loss_gen, gen_grad=grad_norm)))
@@ -695,8 +762,11 @@ def main(argv=None):
         if args.teacher_keep and len(args.teacher_keep) != num_classes:
             die(f'--teacher-keep takes one fraction per class: {num_classes} for {args.dataset}, '
                 f'got {len(args.teacher_keep)}')
+        dataset, held_out = (data.hold_out(dataset, couplings.make_coupling(args.coupling).eval_pairs[0])  # evaluation
+                             if args.coupling else (dataset, None))        # pairs, out of both phases' training data
         log(f'{args.dataset}: {len(dataset)} items of shape {shape}, {num_classes} classes | alpha={args.alpha} '
-            f'beta={args.beta} | {world} rank(s) on {device} | out {args.out}')
+            f'beta={args.beta} | {world} rank(s) on {device} | out {args.out}'
+            + (f' | --coupling {args.coupling}, source c + {args.source_noise} zeta' if args.coupling else ''))
         if getattr(dataset, 'loose', None):
             log(f'{len(dataset.loose)} images directly in {args.data_dir} (e.g. {dataset.loose[0]}) are in no class '
                 'folder: not used')
@@ -712,7 +782,7 @@ def main(argv=None):
         log(f'teacher: {teacher_path} ({kind})')
         if args.finetune and finetune is None:
             finetune = finetune_start(args, config)
-        distill(args, run, teacher_net, config, dataset, shape, num_classes, interp, finetune)
+        distill(args, run, teacher_net, config, dataset, shape, num_classes, interp, finetune, held_out)
         if ddp:
             dist.destroy_process_group()
     except data.DataError as e:                                 # missing or unreadable data: one line
