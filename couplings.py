@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 TOY_MODES, TOY_RADIUS, TOY_STD = 8, 2.0, 0.15   # data.toy_data's mixture: mode k at radius (cos, sin)(2 pi k / 8)
 FAMILIES = ('fm', 'bridge', 'si')               # interpolants with a coupled source; vp/ve: Gaussian source only
+SOURCE_NOISE = 1.0                              # s of train.py --source-noise: measured on the toy (README)
 
 
 def _noise(shape, like, generator=None, uniform=False):
@@ -36,6 +37,7 @@ def _noise(shape, like, generator=None, uniform=False):
 class Coupling:
     """pi*(x0, c) with c = corrupt(x0); degrade is its noiseless operator A (consistency compares A(x) to A(c))."""
     toy = False
+    eval_pairs = (128, 8)       # train.py evaluates K = 8 samples of 128 held-out inputs: psnr_mean of 8, diversity
 
     def __init__(self, name):
         self.name = name
@@ -151,6 +153,7 @@ class ToyCoupling(Coupling):
     prior's N(m_kd, TOY_STD^2); the weight of k is prop. to its prior 1/8 times prod over the seen d of
     N(c_d; m_kd, TOY_STD^2 + std^2)."""
     toy = True
+    eval_pairs = (32, 500)      # cswd and mode_tv over 32 held-out inputs x 500 samples (floor: exact vs exact)
 
     def __init__(self, name, std, seen):
         super().__init__(name)
@@ -208,6 +211,17 @@ def make_coupling(name):
     if name not in COUPLINGS:
         raise ValueError(f'unknown coupling {name!r}: choose one of {", ".join(COUPLINGS)}')
     return COUPLINGS[name]
+
+
+def unfit(name, toy, family):
+    """Why coupling `name` cannot run on the toy (toy=True) or image data with interpolant `family`, else None."""
+    coupling = make_coupling(name)
+    if coupling.toy != toy:
+        return f'corrupts {"2-D toy points" if coupling.toy else "images"}, not {"the toy" if toy else "images"}'
+    if family not in FAMILIES:                          # vp: alpha(1) ~ 0; ve: sigma_max = 80: x_1 is noise
+        return (f'needs a family whose source can be data ({", ".join(FAMILIES)}): {family} starts from Gaussian '
+                'noise at t=1 by construction')
+    return None
 
 
 def source(c, s, generator=None):
