@@ -1,5 +1,8 @@
 """Networks f(t, x, y), the one-step generator, and the teacher checkpoint loader. Imports only torch.
 
+y is None, class labels (num_classes), or for data-to-data (App. C) a condition c, e.g. the corrupted image, that
+MLP(cond_dim=...) / UNet(cond_channels=...) concatenate to x; a network takes labels or a condition, not both.
+
 Time convention: t in [0, 1], t=0 data, t=1 source; f(t, x) = E[x1 - x0 | x_t] with x_t = (1 - t) x0 + t x1.
 torchcfm and the official RealUID code use the flipped one (t=0 noise, v points to data). The conversion
 f(t, x, y) = -v(1 - t, x, y) happens in exactly one place: `TimeFlip`, applied by `load_teacher`.
@@ -46,8 +49,39 @@ def group_norm(ch):
 
 
 def check_labels(y, num_classes):
+    if y is not None and num_classes is None and torch.is_tensor(y) and y.is_floating_point():
+        raise ValueError('got a float y (a condition c?) but the network takes none: build it with cond_dim (MLP) '
+                         'or cond_channels (UNet)')
     if (y is None) != (num_classes is None):
         raise ValueError('pass labels y (B,) if and only if the network is class-conditional (num_classes set)')
+    if y is not None and (not torch.is_tensor(y) or y.is_floating_point() or y.dim() != 1):
+        raise ValueError(f'labels y must be integer class indices of shape (B,), got {describe(y)}')
+
+
+def check_condition(c, x, shape):
+    # the condition of a data-to-data network (a coupling's corrupted sample), in the y slot: float, x's batch and
+    # dtype, per-sample shape `shape`
+    expected = (x.shape[0], *shape)
+    if c is None:
+        raise ValueError(f'the network is conditioned on c: pass c of shape {expected} as y')
+    if not torch.is_tensor(c) or not c.is_floating_point():
+        raise ValueError(f'the condition c must be a float tensor of shape {expected}, got {describe(c)}')
+    if tuple(c.shape) != expected or c.dtype != x.dtype:
+        raise ValueError(f'the condition c must have shape {expected} and dtype {x.dtype} (those of x {tuple(x.shape)}'
+                         f'), got {describe(c)}')
+
+
+def describe(v):
+    return f'a {v.dtype} tensor of shape {tuple(v.shape)}' if torch.is_tensor(v) else f'a {type(v).__name__}'
+
+
+def check_cond_args(num_classes, name, cond):
+    # constructor arguments: labels and a condition share the y slot
+    if cond is not None and (isinstance(cond, bool) or not isinstance(cond, int) or cond < 1):
+        raise ValueError(f'{name} must be a positive integer or None, got {cond!r}')
+    if cond is not None and num_classes is not None:
+        raise ValueError(f'the y slot carries either class labels or a condition c: num_classes={num_classes} and '
+                         f'{name}={cond} cannot both be set')
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -123,8 +157,10 @@ class UNet(nn.Module):
                  num_heads=4,                 # used only if num_head_channels == -1
                  num_head_channels=64,        # heads = channels // num_head_channels
                  dropout=0.0,                 # torchcfm trains its CIFAR-10 teacher with 0.1
-                 num_classes=None):           # None: unconditional; else label_emb is added to the time embedding
+                 num_classes=None,            # None: unconditional; else label_emb is added to the time embedding
+                 cond_channels=None):         # c (B, cond_channels, H, W) concatenated to x on channels (I2SB, DDBM)
         super().__init__()
+        check_cond_args(num_classes, 'cond_channels', cond_channels)
         in_ch, size = dim[0], dim[-1]
         if min(int(mult * num_channels) for mult in channel_mult) < 4:
             raise ValueError(f'num_channels={num_channels} with channel_mult={list(channel_mult)} gives a level of '
@@ -140,7 +176,7 @@ class UNet(nn.Module):
                              f'{next(r for r in attention_resolutions if int(r) not in sizes)} (sizes '
                              f'{", ".join(map(str, sizes))})')
         attention_ds = {size // int(r) for r in attention_resolutions}
-        self.num_channels, self.num_classes = num_channels, num_classes
+        self.num_channels, self.num_classes, self.cond_channels = num_channels, num_classes, cond_channels
 
         def attention(ch):
             if num_head_channels == -1:
@@ -157,7 +193,8 @@ class UNet(nn.Module):
         if num_classes is not None:
             self.label_emb = nn.Embedding(num_classes, emb_ch)
         ch = int(channel_mult[0] * num_channels)
-        self.input_blocks = nn.ModuleList([EmbedSequential(nn.Conv2d(in_ch, ch, 3, padding=1))])
+        first = nn.Conv2d(in_ch + (cond_channels or 0), ch, 3, padding=1)  # reads [x, c]; output: in_ch channels
+        self.input_blocks = nn.ModuleList([EmbedSequential(first)])
         skip_chs, ds = [ch], 1  # ds: downsampling factor of the current level
         for level, mult in enumerate(channel_mult):
             for _ in range(num_res_blocks):
@@ -189,12 +226,16 @@ class UNet(nn.Module):
 
     def _encode(self, t, x, y):
         # input blocks and middle block -> (bottleneck (B, feature_dim, h, w), skip activations, embedding (B, 4 C))
-        check_labels(y, self.num_classes)
+        if self.cond_channels is None:
+            check_labels(y, self.num_classes)
+        else:
+            check_condition(y, x, (self.cond_channels, *x.shape[2:]))
         t = torch.as_tensor(t, device=x.device).expand(x.shape[0])  # (B,), also from a 0-d t
         emb = self.time_embed(timestep_embedding(t, self.num_channels).to(x.dtype))  # (B, 4 C)
-        if y is not None:
+        if self.num_classes is not None:
             emb = emb + self.label_emb(y)
-        h, skips = x, []
+        h = x if self.cond_channels is None else torch.cat([x, y], dim=1)  # (B, C [+ cond_channels], H, W)
+        skips = []
         for block in self.input_blocks:
             h = block(h, emb)
             skips.append(h)
@@ -212,11 +253,13 @@ class UNet(nn.Module):
 
 
 class MLP(nn.Module):
-    # for low-dimensional data: [x, Fourier features of t] (+ label embedding) -> SiLU hidden layers -> dim
-    def __init__(self, dim=2, hidden=256, num_layers=3, time_dim=32, num_classes=None):
+    # for low-dimensional data: [x, (c,) Fourier features of t] (+ label embedding) -> SiLU hidden layers -> dim.
+    # cond_dim: a condition c (B, cond_dim) in the y slot, concatenated to x (data-to-data, App. C)
+    def __init__(self, dim=2, hidden=256, num_layers=3, time_dim=32, num_classes=None, cond_dim=None):
         super().__init__()
-        self.time_dim, self.num_classes = time_dim, num_classes
-        self.inp = nn.Linear(dim + time_dim, hidden)
+        check_cond_args(num_classes, 'cond_dim', cond_dim)
+        self.time_dim, self.num_classes, self.cond_dim = time_dim, num_classes, cond_dim
+        self.inp = nn.Linear(dim + (cond_dim or 0) + time_dim, hidden)
         if num_classes is not None:
             self.label_emb = nn.Embedding(num_classes, hidden)
         self.hidden = nn.ModuleList(nn.Linear(hidden, hidden) for _ in range(num_layers - 1))
@@ -228,12 +271,16 @@ class MLP(nn.Module):
 
     def features(self, t, x, y=None):
         # last hidden activation, after SiLU (the input of self.out; a discriminator head's input, eq. 8)
-        check_labels(y, self.num_classes)
+        if self.cond_dim is None:
+            check_labels(y, self.num_classes)
+        else:
+            check_condition(y, x, (self.cond_dim,))
         t = torch.as_tensor(t, device=x.device, dtype=x.dtype).expand(x.shape[0])  # (B,)
         freqs = torch.logspace(0, 2, self.time_dim // 2, device=x.device, dtype=x.dtype)  # 1..100 rad per unit t
         args = t[:, None] * freqs  # (B, time_dim / 2)
-        h = self.inp(torch.cat([x, torch.cos(args), torch.sin(args)], dim=-1))  # (B, hidden)
-        if y is not None:
+        xc = [x] if self.cond_dim is None else [x, y]
+        h = self.inp(torch.cat([*xc, torch.cos(args), torch.sin(args)], dim=-1))  # (B, hidden)
+        if self.num_classes is not None:
             h = h + self.label_emb(y)
         for layer in self.hidden:
             h = layer(F.silu(h))
@@ -260,7 +307,7 @@ class TimeFlip(nn.Module):
 class Generator(nn.Module):
     # one-step generator: data prediction of the interpolant at t=1, G(z) = interp.to_x0(1, z, net(1, z, y)).
     # Flow matching: G(z) = z - net(1, z), one Euler step 1 -> 0 of dx/dt = f(t, x) when net = teacher.
-    # For data-to-data interpolants z is the coupled source sample (e.g. the corrupted image).
+    # Data-to-data (App. C, eq. C.3): z = c + s zeta is the coupled source draw and y = c the condition, G(z, c).
     def __init__(self, net, interp):
         super().__init__()
         self.net = net

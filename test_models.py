@@ -10,7 +10,7 @@ import torch
 
 from conftest import random_unet_weights, vp_alpha_sigma
 from interpolants import make_interpolant
-from models import (CIFAR10_UNET, MLP, Generator, ResBlock, TimeFlip, UNet, build_model, group_norm,
+from models import (CIFAR10_UNET, MLP, Generator, ResBlock, TimeFlip, UNet, build_model, compile_blocks, group_norm,
                     load_checkpoint_state, load_teacher, save_teacher, timestep_embedding)
 
 SMALL32 = dict(CIFAR10_UNET, num_channels=32, num_res_blocks=1, channel_mult=[1, 2])  # attention at 16x16
@@ -521,3 +521,152 @@ def test_ema_key_naming_no_network_of_the_checkpoint_is_refused_with_the_keys_it
         with torch.no_grad():
             got = teacher(t, x) if info['format'] == 'ours' else -teacher(1 - t, x)
             assert torch.equal(got, v[expected](t, x)), (path, ema_key)  # exact: the same weights and ops
+
+
+# ------------------------------------------------------------------------------------ conditioned networks (App. C)
+# Data-to-data: every network gets the corrupted sample c in its y slot, concatenated to its input (I2SB, DDBM:
+# on channels for the U-Net). Without a condition the networks are unchanged: test_train.py's pinned runs.
+
+COND_MLP = dict(kind='mlp', dim=2, hidden=32, num_layers=3, num_classes=None, cond_dim=2)   # the toy couplings
+COND_UNET = dict(SMALL16, dim=[3, 16, 16], cond_channels=3)                                 # c: the corrupted image
+
+
+def cond_net(config, seed=0):
+    # perturbed as unet() does: a fresh U-Net outputs 0 whatever x and c are
+    return unet(config, seed)
+
+
+def cond_batch(config, B=3, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    dim = config['dim'] if isinstance(config['dim'], list) else [config['dim']]
+    c_shape = [config['cond_dim']] if config['kind'] == 'mlp' else [config['cond_channels'], *dim[1:]]
+    return torch.rand(B, generator=g), torch.randn(B, *dim, generator=g), torch.randn(B, *c_shape, generator=g)
+
+
+def first_weight_key(net):
+    return 'inp.weight' if isinstance(net, MLP) else 'input_blocks.0.0.weight'
+
+
+def first_weight(net):
+    return net.get_parameter(first_weight_key(net))
+
+
+@pytest.mark.parametrize('config', [COND_MLP, COND_UNET], ids=['mlp', 'unet'])
+def test_conditioned_net_reads_x_then_c_in_its_first_layer(config):
+    # The conditioned network is the unconditioned one with the first layer widened for c, right after x: with the
+    # c columns (input channels) zero it computes plain(t, x) whatever c is, and with the x columns zero and the
+    # plain's x weights in the c columns it computes plain(t, c). A network that ignores c, puts it before x or after
+    # the time features fails one of the two.
+    plain_config = {k: v for k, v in config.items() if k not in ('cond_dim', 'cond_channels')}
+    plain, net = cond_net(plain_config), build_model(config).eval()
+    t, x, c = cond_batch(config)
+    n = config['dim'] if config['kind'] == 'mlp' else config['dim'][0]      # the x columns / channels
+    w = first_weight(plain)                                                 # mlp: (hidden, dim + time_dim)
+    assert first_weight(net).shape[1] == w.shape[1] + n                     # c has x's size in both configs
+    with torch.no_grad():
+        cases = [(w[:, :n], 0 * w[:, :n], plain(t, x)), (0 * w[:, :n], w[:, :n], plain(t, c))]
+    for x_part, c_part, expected in cases:
+        state = dict(plain.state_dict(), **{first_weight_key(net): torch.cat([x_part, c_part, w[:, n:]], dim=1)})
+        net.load_state_dict(state, strict=True)                             # every other key and shape as plain's
+        with torch.no_grad():
+            out = net(t, x, c)
+        assert out.shape == x.shape                                         # dim[0] channels out, not dim[0] + 3
+        # float32, the same sums with zero terms added: measured 0 (U-Net) and <= 7e-8 relative (MLP's matmul)
+        assert relative_change(out, expected) < 1e-5
+
+
+@pytest.mark.parametrize('config', [COND_MLP, COND_UNET], ids=['mlp', 'unet'])
+def test_conditioned_net_output_and_features_follow_c(config):
+    net = cond_net(config)
+    t, x, c = cond_batch(config)
+    c_other = c + torch.randn_like(c)
+    with torch.no_grad():
+        out, features = net(t, x, c), net.features(t, x, c)
+        assert out.shape == x.shape and features.shape == (3, net.feature_dim)
+        # c + N(0, I) moves outputs and features by 0.12-0.68 relative (measured); a c ignored, by 0
+        assert relative_change(net(t, x, c_other), out) > 1e-2
+        assert relative_change(net.features(t, x, c_other), features) > 1e-2
+        assert torch.equal(net(t, x, c.clone()), out)                       # exact: same numbers, same ops
+        # TimeFlip and Generator hand c through unchanged (the generator of App. C: G(z, c), z = c + s zeta)
+        assert torch.equal(TimeFlip(net)(t, x, c), -net(1 - t, x, c))
+        z = c + 0.5 * torch.randn_like(c)                                   # c has x's shape in both configs
+        assert torch.equal(Generator(net, make_interpolant('fm'))(z, c), z - net(torch.ones(3), z, c))
+    head = torch.nn.Linear(net.feature_dim, 1)                              # a GAN head trains through c's weights
+    head(net.features(t, x, c)).sum().backward()
+    assert first_weight(net).grad[:, x.shape[1]:x.shape[1] + c.shape[1]].abs().sum() > 0
+
+
+def test_labels_and_a_condition_share_the_y_slot_so_both_are_refused():
+    for build in (lambda: MLP(num_classes=3, cond_dim=2), lambda: build_model(dict(COND_MLP, num_classes=3)),
+                  lambda: build_model(dict(COND_UNET, num_classes=3))):
+        with pytest.raises(ValueError, match='the y slot carries either class labels or a condition c: num_classes=3'):
+            build()
+    for bad in (0, -1, 2.0, True, '2'):
+        with pytest.raises(ValueError, match=re.escape(f'cond_dim must be a positive integer or None, got {bad!r}')):
+            MLP(cond_dim=bad)
+    with pytest.raises(ValueError, match='cond_channels must be a positive integer or None, got 0'):
+        build_model(dict(COND_UNET, cond_channels=0))
+    with pytest.raises(ValueError, match='bad mlp model config'):           # each kind has its own key
+        build_model(dict(COND_MLP, cond_channels=3))
+    labelled = MLP(dim=2, num_classes=3)
+    for y in (torch.randn(3, 2), torch.zeros(3), torch.zeros(3, 1, dtype=torch.long)):    # c, float labels, (B, 1)
+        with pytest.raises(ValueError, match=re.escape(f'labels y must be integer class indices of shape (B,), got a '
+                                                       f'{y.dtype} tensor of shape {tuple(y.shape)}')):
+            labelled(torch.rand(3), torch.randn(3, 2), y)
+
+
+@pytest.mark.parametrize('config', [COND_MLP, COND_UNET], ids=['mlp', 'unet'])
+def test_conditioned_net_refuses_a_missing_or_misshapen_c_in_one_line(config):
+    net = cond_net(config)
+    t, x, c = cond_batch(config)
+    expected = str((3, *c.shape[1:]))
+    bad = [(None, 'the network is conditioned on c: pass c of shape ' + expected),
+           (torch.zeros(3, dtype=torch.long), 'must be a float tensor of shape ' + expected),    # class labels
+           (c.long(), 'must be a float tensor'), (c[:2], 'must have shape ' + expected),
+           (c.double(), 'and dtype torch.float32'), (torch.cat([c, c], 1), 'must have shape ' + expected)]
+    if config['kind'] == 'unet':                                            # another image size than x's
+        bad.append((c[:, :, :8, :8], 'must have shape ' + expected))
+    for y, says in bad:
+        for call in (net, net.features):
+            with pytest.raises(ValueError, match=re.escape(says)) as error:
+                call(t, x, y)
+            assert '\n' not in str(error.value)
+    plain = cond_net({k: v for k, v in config.items() if k not in ('cond_dim', 'cond_channels')})
+    with pytest.raises(ValueError, match='network takes none: build it with cond_dim'):
+        plain(t, x, c)                                                      # a condition for an unconditioned net
+
+
+@pytest.mark.parametrize('config', [COND_MLP, COND_UNET], ids=['mlp', 'unet'])
+def test_conditioned_config_roundtrips_through_save_and_load_teacher(config, tmp_path):
+    net, path = cond_net(config), str(tmp_path / 'teacher.pt')
+    save_teacher(path, net, config, extra={'config': {'args': {'interpolant': 'fm'}}})
+    assert torch.load(path, weights_only=True)['config']['model'] == config
+    teacher, info = load_teacher(path)
+    key = 'cond_dim' if config['kind'] == 'mlp' else 'cond_channels'
+    assert info['config'][key] == config[key] and getattr(teacher, key) == config[key]
+    t, x, c = cond_batch(config)
+    with torch.no_grad():
+        assert torch.equal(teacher(t, x, c), net(t, x, c))                 # exact: same weights, same ops
+    fresh = build_model(info['config'])                                     # train.py's fake: the teacher's keys
+    assert [(k, v.shape) for k, v in fresh.state_dict().items()] == [(k, v.shape) for k, v in net.state_dict().items()]
+    with pytest.raises(ValueError, match='weights do not fit the model config .* of other shape'):
+        load_teacher(path, **{key: None})                                   # a conditioned teacher read without c
+
+
+def test_compiled_conditioned_nets_compute_the_eager_function_and_still_refuse_a_bad_c():
+    # compile_blocks compiles the MLP whole (its check of c runs under dynamo) and the U-Net per block ('eager':
+    # dynamo's graphs without a compiler, seconds); channels_last may change the convolution's summation order
+    torch._dynamo.reset()
+    try:
+        for config in (COND_MLP, COND_UNET):
+            net = cond_net(config)
+            t, x, c = cond_batch(config)
+            with torch.no_grad():
+                expected = net(t, x, c)
+                compile_blocks(net, backend='eager')
+                assert relative_change(net(t, x, c), expected) < 1e-5
+                with pytest.raises(ValueError, match='must have shape'):
+                    net(t, x, c[:2])
+    finally:
+        torch._dynamo.reset()
+

@@ -5,6 +5,7 @@ Runs call train.main([...]) in-process (no 5 s torch import each) unless the cla
 (its stderr and exit code, torchrun): those are subprocesses with OMP_NUM_THREADS=1.
 """
 import copy
+import hashlib
 import json
 import math
 import os
@@ -1264,3 +1265,121 @@ def test_inception_loads_once_when_the_fid_reference_is_computed(image_folder, t
     shutil.copy(tmp_path / 'a' / 'folder-16-train.npz', tmp_path / 'b')
     assert main(*argv, '--out', tmp_path / 'b') == 0
     assert len(loads) == 2                                      # the samples' FID only
+
+
+# -------------------------------------------------------------------------------------- Gaussian-source runs are pinned
+
+PINS = os.path.join(HERE, 'tests', 'data', 'gaussian_source_pins.json')
+# Every flag that shapes the numbers is given (presets may change), on the CPU. Toy: 20 teacher steps, 4 generator
+# updates of K=2 fake updates at alpha 0.98, beta 0.96 (a real batch each), cosine lr, an EMA; image: an 8x8 U-Net.
+PIN_TOY = ['--dataset', 'toy', '--alpha', 0.98, '--beta', 0.96, '--hidden', 32, '--layers', 3, '--teacher-steps', 20,
+           '--teacher-lr', 2e-3, '--teacher-batch-size', 32, '--steps', 4, '--k', 2, '--batch-size', 32, '--lr', 1e-3,
+           '--lr-fake', 1e-2, '--lr-decay', 'cosine', '--warmup', 2, '--ema', 0.9, '--eval-every', 2,
+           '--eval-samples', 64, '--nfe', 2, '--device', 'cpu']
+PIN_IMAGE = ['--dataset', 'folder', '--alpha', 0.98, '--beta', 0.96, '--image-size', 8, '--channels', 8,
+             '--channel-mult', 1, 2, '--res-blocks', 1, '--attn', 4, '--teacher-steps', 4, '--teacher-lr', 1e-3,
+             '--teacher-batch-size', 4, '--steps', 2, '--k', 2, '--batch-size', 4, '--lr', 1e-4, '--lr-fake', 1e-3,
+             '--lr-decay', 'none', '--warmup', 1, '--ema', 0.9, '--eval-every', 2, '--eval-samples', 32,
+             '--fid-samples', 0, '--workers', 0, '--nfe', 2, '--device', 'cpu']
+PIN_RUNS = {'toy-fm': PIN_TOY, 'toy-fm-cond': [*PIN_TOY, '--cond'],     # every family, with and without labels
+            'toy-vp-cond': [*PIN_TOY, '--interpolant', 'vp', '--cond'], 'toy-ve': [*PIN_TOY, '--interpolant', 've'],
+            'toy-bridge-cond': [*PIN_TOY, '--interpolant', 'bridge', '--cond'],
+            'toy-si': [*PIN_TOY, '--interpolant', 'si'],
+            'image-fm-cond': [*PIN_IMAGE, '--cond'], 'image-bridge': [*PIN_IMAGE, '--interpolant', 'bridge']}
+# Rounding stays far below it (measured: 2 threads against the pins' 1, at most 6e-7 relative, a loss of the
+# image-bridge run); another init or random draw moves values by O(1): the MLP's modules created in another
+# order fail every toy run, the U-Net's the labelled image run, one more torch.randn in distill's loop all 8.
+PIN_RTOL = 1e-5
+UNPINNED = ('args', 'it_per_s', 'seconds')      # paths (tmp), flags added later, timings
+
+
+def fingerprint(tree):
+    """A checkpoint or the records (nested dicts/lists) -> {group: {'exact', 'sum', 'abs', 'wsum'}}, a group being a
+    top-level entry (one per EMA of 'emas', per entry of 'config'), leaves named in UNPINNED left out.
+
+    'exact': sha256 of the leaves' paths, dtypes and shapes (the state-dict keys in their order), of every integer
+    tensor's bytes (RNG states, step counts, data position) and of every plain value (configs; records' floats go to
+    the sums). 'sum', 'abs', 'wsum': float64 sum, L1 norm and cos(i)-weighted sum of all floats, flattened in key
+    order: a changed init, another random draw or a permutation changes them by O(1) relative to 'abs'.
+    """
+    groups = {}
+    for path, leaf in tensors(tree).items():
+        parts = path.split('/')
+        if any(part in UNPINNED for part in parts):
+            continue
+        group = '/'.join(parts[:2] if parts[0] in ('emas', 'config') else parts[:1])
+        exact, floats = groups.setdefault(group, ([], []))
+        if isinstance(leaf, torch.Tensor) and leaf.is_floating_point():
+            exact.append(f'{path} {leaf.dtype} {tuple(leaf.shape)}')
+            floats.append(leaf.detach().double().flatten())
+        elif isinstance(leaf, torch.Tensor):
+            exact.append(f'{path} {leaf.dtype} {tuple(leaf.shape)} {leaf.cpu().numpy().tobytes().hex()}')
+        elif isinstance(leaf, float):
+            exact.append(f'{path} float')
+            floats.append(torch.tensor([leaf], dtype=torch.float64))
+        else:
+            exact.append(f'{path} {leaf!r}')
+    prints = {}
+    for group, (exact, floats) in groups.items():
+        x = torch.cat(floats) if floats else torch.zeros(0, dtype=torch.float64)
+        weights = torch.cos(torch.arange(len(x), dtype=torch.float64))
+        prints[group] = dict(exact=hashlib.sha256('\n'.join(exact).encode()).hexdigest(), sum=x.sum().item(),
+                             abs=x.abs().sum().item(), wsum=(weights * x).sum().item())
+    return prints
+
+
+def run_fingerprints(out):
+    # {file: {group: fingerprint}} of the checkpoints; metrics.jsonl as it is: {'3/losses/fake': value, ...}
+    files = {name: torch.load(out / name, map_location='cpu', weights_only=False)
+             for name in ('ckpt.pt', 'teacher.pt', 'teacher_ckpt.pt')}
+    kept = {k: v for k, v in tensors(records(out)).items() if not k.endswith(UNPINNED)}
+    return {**{name: fingerprint(ckpt) for name, ckpt in files.items()}, 'metrics.jsonl': kept}
+
+
+def pin_mismatches(actual, pinned):
+    """-> one line per record value off by more than PIN_RTOL relative (others exactly), per checkpoint group whose
+    structure or integers differ or whose sums differ by more than PIN_RTOL * 'abs', per entry added or lost."""
+    wrong = [f'{file}: {sorted(actual[file].keys() ^ pinned[file].keys())} added or lost'
+             for file in pinned if actual[file].keys() != pinned[file].keys()]
+    for key in sorted(pinned['metrics.jsonl'].keys() & actual['metrics.jsonl'].keys()):
+        a, p = actual['metrics.jsonl'][key], pinned['metrics.jsonl'][key]
+        if not (a == p or isinstance(p, float) and isinstance(a, float) and abs(a - p) <= PIN_RTOL * abs(p)):
+            wrong.append(f'metrics.jsonl {key}: {a!r}, pinned {p!r}')
+    for file, groups in pinned.items():
+        for group in sorted(groups.keys() & actual[file].keys()) if file != 'metrics.jsonl' else ():
+            a, p = actual[file][group], groups[group]
+            if a['exact'] != p['exact']:
+                wrong.append(f'{file} {group}: keys, shapes, integers or plain values differ')
+            for s in ('sum', 'abs', 'wsum'):
+                if not abs(a[s] - p[s]) <= PIN_RTOL * p['abs']:
+                    wrong.append(f'{file} {group} {s}: {a[s]!r}, pinned {p[s]!r} (scale {p["abs"]:.3g})')
+    return wrong
+
+
+@pytest.mark.parametrize('name', sorted(PIN_RUNS))
+def test_gaussian_source_run_is_pinned(name, image_folder, tmp_path):
+    """Today's runs with a Gaussian source (every family, labels or none, toy MLP and image U-Net) reproduce their
+    pinned few-update fingerprint: every state dict of ckpt.pt (generator, fake, EMAs, optimizers, schedulers, RNG,
+    data position), teacher.pt and teacher_ckpt.pt, and every loss and metric in metrics.jsonl, to PIN_RTOL.
+    Data-to-data additions (conditioned networks, couplings in train.py) must leave them unchanged: bit-identical
+    on one machine, PIN_RTOL for another's rounding; an extra random draw or another init order fails here.
+
+    Re-pin (only after a change meant to alter these runs, said in its commit): REALUID_WRITE_PINS=1
+    python -m pytest test_train.py -k pinned  rewrites tests/data/gaussian_source_pins.json (the tests then skip).
+    """
+    out = tmp_path / name
+    data_dir = ['--data-dir', image_folder] if name.startswith('image') else []
+    assert main(*PIN_RUNS[name], *data_dir, '--log-every', 1e9, '--out', out) == 0
+    actual = run_fingerprints(out)
+    pins = {}
+    if os.path.isfile(PINS):
+        with open(PINS) as f:
+            pins = json.load(f)
+    if os.environ.get('REALUID_WRITE_PINS') == '1':
+        pins[name] = {'torch': torch.__version__, **actual}
+        fid.write_atomic(PINS, lambda f: f.write(json.dumps(pins, indent=1, sort_keys=True).encode() + b'\n'))
+        pytest.skip(f'REALUID_WRITE_PINS=1: wrote the pins of {name} to {PINS}')
+    assert name in pins, f'no pins for {name}: REALUID_WRITE_PINS=1 python -m pytest test_train.py -k pinned'
+    pinned = {k: v for k, v in pins[name].items() if k != 'torch'}
+    wrong = pin_mismatches(actual, pinned)
+    assert not wrong, f'pinned with torch {pins[name]["torch"]}, now {torch.__version__}:\n' + '\n'.join(wrong)
