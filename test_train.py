@@ -20,8 +20,10 @@ import torch
 import torchvision
 from PIL import Image
 
+import couplings
 import data
 import fid
+import losses
 import models
 import train
 from conftest import exit_code, frechet_of_samples, snapshot, write_images
@@ -586,6 +588,28 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'teacher_not_a_checkpoint': (['--teacher', '{tmp}/garbage.pt'], 'not a readable PyTorch checkpoint'),
     'teacher_is_a_generator': (['--teacher', '{tmp}/official_generator.pt'],
                                'holds a one-step generator (ema_gens/0.999)'),
+    'coupling_with_vp': (['--coupling', 'toy-noise0.5', '--interpolant', 'vp'],
+                         '--coupling toy-noise0.5: needs a family whose source can be data (fm, bridge, si): vp'),
+    'coupling_with_ve': (['--coupling', 'toy-noise0.5', '--interpolant', 've'], 've starts from Gaussian noise'),
+    'image_coupling_on_the_toy': (['--coupling', 'sr2'], '--coupling sr2: corrupts images, not the toy'),
+    'toy_coupling_on_images': (['--dataset', 'folder', '--coupling', 'toy-proj0.1'],
+                               '--coupling toy-proj0.1: corrupts 2-D toy points, not images'),
+    'unknown_coupling': (['--coupling', 'sr3'], "--coupling: invalid choice: 'sr3'"),
+    'coupling_with_cond': (['--coupling', 'toy-noise0.5', '--cond'], "--coupling takes no --cond or --gan"),
+    'coupling_with_gan': (['--coupling', 'toy-noise0.5', '--gan', '0.1', '1'], "--coupling takes no --cond or --gan"),
+    'source_noise_without_coupling': (['--source-noise', '0.5'], '--source-noise is the noise of a coupled source'),
+    'source_noise_negative': (['--coupling', 'toy-noise0.5', '--source-noise=-1'],
+                              '--source-noise: must be a number >= 0, got -1'),
+    'uncoupled_teacher_for_a_coupling': (['--coupling', 'toy-noise0.5', '--teacher', '{tmp}/uncond.pt'],
+                                         'trained with --coupling None --source-noise None, not --coupling '
+                                         'toy-noise0.5 --source-noise 1.0'),
+    'teacher_of_another_coupling': (['--coupling', 'toy-noise0.5', '--teacher', '{tmp}/proj.pt'],
+                                    'trained with --coupling toy-proj0.1 --source-noise 1.0, not --coupling '
+                                    'toy-noise0.5'),
+    'teacher_of_another_source_noise': (['--coupling', 'toy-proj0.1', '--source-noise', '0.5', '--teacher',
+                                         '{tmp}/proj.pt'], '--source-noise 1.0, not --coupling toy-proj0.1 '
+                                                           '--source-noise 0.5'),
+    'coupled_teacher_without_coupling': (['--teacher', '{tmp}/proj.pt'], 'trained with --coupling toy-proj0.1'),
 }
 
 
@@ -600,6 +624,9 @@ def bad_inputs(tmp_path):
     config = dict(kind='mlp', dim=2, hidden=16, num_layers=2, num_classes=None)
     models.save_teacher(str(tmp_path / 'vp.pt'), models.build_model(config), config,
                         extra=dict(config=dict(args=dict(interpolant='vp'))))
+    config = dict(config, cond_dim=2)                           # a teacher of a coupled toy run
+    models.save_teacher(str(tmp_path / 'proj.pt'), models.build_model(config), config,
+                        extra=dict(config=dict(args=dict(interpolant='fm', coupling='toy-proj0.1', source_noise=1.0))))
     (tmp_path / 'garbage.pt').write_bytes(b'not a checkpoint')
     generator = models.build_model(dict(kind='mlp', dim=2, hidden=16, num_layers=2)).state_dict()
     torch.save(dict(ema_gens={'0.999': generator}), tmp_path / 'official_generator.pt')   # official distillation layout
@@ -1383,3 +1410,108 @@ def test_gaussian_source_run_is_pinned(name, image_folder, tmp_path):
     pinned = {k: v for k, v in pins[name].items() if k != 'torch'}
     wrong = pin_mismatches(actual, pinned)
     assert not wrong, f'pinned with torch {pins[name]["torch"]}, now {torch.__version__}:\n' + '\n'.join(wrong)
+
+
+# ------------------------------------------------------------------------------------ data-to-data (App. C, Def. 5)
+
+COUPLED = ['--dataset', 'toy', '--coupling', 'toy-noise0.5', '--alpha', 0.98, '--beta', 0.96, '--batch-size', 128]
+
+
+@pytest.fixture
+def few_pairs(monkeypatch):
+    # evaluations on 16 held-out inputs x 100 samples (toy), 4 x 2 (images), not the defaults 32 x 500 and 128 x 8
+    monkeypatch.setattr(couplings.ToyCoupling, 'eval_pairs', (16, 100))
+    monkeypatch.setattr(couplings.Coupling, 'eval_pairs', (4, 2))
+
+
+@pytest.mark.parametrize('family', couplings.FAMILIES)
+def test_every_coupled_family_trains_a_teacher_and_distils_it(family, few_pairs, tmp_path):
+    # the coupled toy in each family with a data source: the teacher restores (cswd to the exact posterior far below
+    # the posterior mean's ~0.32), and 300 RealUID updates bring the one-step generator towards it
+    out = tmp_path / family
+    assert main(*COUPLED, '--interpolant', family, *TOY_TEACHER, *TOY_LR, '--steps', 300, '--eval-every', 300,
+                '--warmup', 20, '--ema', 0.98, 0.99, '--out', out) == 0
+    teacher = record(out, 'teacher', 0)['metrics']['teacher_nfe100']
+    init = record(out, 'distill', 0)['metrics']['generator']
+    final = record(out, 'distill', 300)
+    best = min(m['cswd'] for m in final['metrics'].values())
+    print(family, teacher, init, final['metrics'])
+    assert teacher['cswd'] < 0.2 and best < 0.7 * init['cswd'], (teacher, init, best)
+    assert final['losses']['gen_grad_max'] < 1e3
+
+
+def spy_calls(monkeypatch, module, name):
+    calls = []
+
+    def spy(*args, _real=getattr(module, name), **kwargs):
+        calls.append((args, kwargs))
+        return _real(*args, **kwargs)
+    monkeypatch.setattr(module, name, spy)
+    return calls
+
+
+def test_coupled_losses_get_real_pairs_c_and_a_fresh_source(few_pairs, tmp_path, monkeypatch):
+    # Def. 5 as train.py runs it, on toy-proj0.1 where c is visible in x0 (c = (x0_1 + 0.1 xi, 0)): the fake's RealUM
+    # sees real pairs (x0, c) and generated ones (G(c + s z, c), c); the loss's source x1 = c + s zeta is passed
+    # explicitly (losses would draw N(0, I)) and drawn fresh, independent of the z fed to G
+    um, fake, gen = (spy_calls(monkeypatch, losses, name) for name in ('um_loss', 'realum_loss',
+                                                                       'realuid_generator_loss'))
+    inputs = spy_calls(monkeypatch, train, 'fake_update')
+    s = 0.7
+    assert main('--dataset', 'toy', '--coupling', 'toy-proj0.1', '--source-noise', s, '--alpha', 0.9, '--beta', 0.8,
+                '--teacher-steps', 3, '--hidden', 16, '--steps', 2, '--k', 2, '--batch-size', 2000, '--nfe', 2,
+                '--out', tmp_path) == 0
+    assert len(um) == 3 and len(fake) == 4 and len(gen) == 2
+    for (_, _, x0, c), kw in um:                               # teacher: um_loss(f, interp, x0, c, x1=...)
+        assert c[:, 1].eq(0).all() and (c[:, 0] - x0[:, 0]).std().item() == pytest.approx(0.1, rel=0.1)
+        assert (kw['x1'] - c).std().item() == pytest.approx(s, rel=0.05)
+    for ((*_, z, y_gen, x_real, y_real, x1), _), ((_, _, x_gen, x_real2, a, b, yg, yr), kw) in zip(inputs, fake):
+        assert x_real2 is x_real and yg is y_gen and yr is y_real is y_gen   # the real pairs' c conditions both
+        assert (y_real[:, 0] - x_real[:, 0]).std().item() == pytest.approx(0.1, rel=0.1) and (a, b) == (0.9, 0.8)
+        assert kw['x1_gen'] is x1
+        zeta, fresh = (z - y_gen) / s, (x1 - y_gen) / s
+        assert zeta.std().item() == pytest.approx(1, rel=0.05) and fresh.std().item() == pytest.approx(1, rel=0.05)
+        assert abs(torch.corrcoef(torch.stack([zeta.flatten(), fresh.flatten()]))[0, 1]) < 0.05
+    for (_, _, _, x_gen, a, b, y), kw in gen:
+        assert y.shape == (2000, 2) and y[:, 1].eq(0).all()   # c of fresh real pairs, never labels
+        assert (kw['x1'] - y).std().item() == pytest.approx(s, rel=0.05)
+
+
+def test_coupled_evaluation_pairs_are_held_out_of_training(few_pairs, tmp_path, monkeypatch):
+    seen = []
+    real_batches = data.Batches.__init__
+
+    def batches(self, dataset, *args, **kwargs):
+        seen.append(dataset)
+        real_batches(self, dataset, *args, **kwargs)
+    monkeypatch.setattr(data.Batches, '__init__', batches)
+    evaluators = spy_calls(monkeypatch, train, 'make_coupled_evaluator')
+    assert main(*COUPLED, '--teacher-steps', 2, '--hidden', 16, '--steps', 1, '--nfe', 2, '--out', tmp_path) == 0
+    held_out = evaluators[0][0][3].tensors[0]
+    assert len(seen) == 2 and len(held_out) == 16
+    for dataset in seen:                                        # teacher and distillation train without them
+        trained = dataset.tensors[0]
+        assert len(trained) == 20_000 - 16 and not (trained[:, None] == held_out).all(-1).any()
+
+
+def test_coupled_image_run_writes_restoration_metrics_and_grid(few_pairs, image_folder, tmp_path):
+    assert main('--dataset', 'folder', '--data-dir', image_folder, '--coupling', 'sr2', '--interpolant', 'bridge',
+                '--alpha', 0.98, '--beta', 0.96, *IMAGE_QUICK, '--steps', 2, '--k', 1, '--eval-every', 2,
+                '--out', tmp_path) == 0
+    config = load_ckpt(tmp_path)['model']
+    assert config['cond_channels'] == 3 and config['num_classes'] is None
+    for row in (record(tmp_path, 'teacher', 0)['metrics']['teacher_nfe2'], record(tmp_path, 'distill', 2)['metrics']['generator']):
+        assert row.keys() == {'psnr', 'psnr_mean', 'consistency', 'diversity', 'fd_pix16'}
+        assert all(map(math.isfinite, row.values()))
+    grid = np.asarray(Image.open(tmp_path / 'samples_generator.png'))
+    assert grid.shape == (4 * 18 + 2, 5 * 18 + 2, 3)            # rows: input | teacher | 2 samples | ground truth
+
+
+def test_coupled_run_resumes_exactly_and_refuses_another_coupling(few_pairs, tmp_path, capsys):
+    base = [*COUPLED, '--teacher-steps', 20, '--hidden', 16, '--batch-size', 64, '--k', 2, '--nfe', 2, '--warmup', 15,
+            '--lr-decay', 'none']
+    assert_exact_resume(*resume_check(tmp_path, base, 3))
+    for flags, was in ((['--source-noise', 0.5], '--source-noise 0.5 (was 1.0)'),
+                       (['--coupling', 'toy-proj0.1'], '--coupling toy-proj0.1 (was toy-noise0.5)')):
+        argv = [*base, *flags, '--steps', 9, '--eval-every', 3, '--out', tmp_path / 'split', '--resume']
+        assert_one_line_error(main(*argv), capsys.readouterr().err, 2, was)

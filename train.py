@@ -451,7 +451,7 @@ def make_coupled_evaluator(args, run, coupling, held_out, dataset, interp, teach
         if toy:
             fid.save_scatter(x[:8].flatten(0, 1), torch.arange(8).repeat_interleave(per), path)
             return metrics
-        fid.save_grid(torch.cat([c[:10].cpu(), teacher_rows(), x[:10, 0], x[:10, 1], x0[:10].cpu()]), 10, path)
+        fid.save_grid(torch.cat([c[:10].cpu(), teacher_rows(), x[:10, 0], x[:10, 1], x0[:10].cpu()]), len(c[:10]), path)
         return dict(metrics, fd_pix16=fid.frechet_distance(*fid.pixel_stats(x.flatten(0, 1), 16), *ref))
     evaluate.samples = inputs * per
     return evaluate
