@@ -44,6 +44,7 @@ PRESETS = {
 PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e-6, steps=800_000,
                          teacher_batch_size=64)
 PRESETS['folder'] = PRESETS['cifar10']
+PRESETS['toy-coupled'] = dict(PRESETS['toy'], lr=1e-3, teacher_steps=8000)   # --coupling on the toy: measured (README)
 RESUMABLE = {'steps', 'teacher_steps', 'eval_every', 'log_every', 'workers',   # what --resume may change (README):
              'device', 'compile', 'fid_weights', 'data_dir', 'out', 'resume'}  # how long, how often, where files are
 OUTPUTS = ['ckpt.pt', 'teacher_ckpt.pt', 'teacher.pt', 'metrics.jsonl', 'samples_teacher.png',   # what a run writes
@@ -158,7 +159,7 @@ def get_args(argv=None):
         args.lr = args.lr or 1e-5
         args.warmup = 0 if args.warmup is None else args.warmup
         args.lr_fake = args.lr_fake or args.lr                  # both nets at the fine-tuning lr unless given
-    for key, value in PRESETS[args.dataset].items():
+    for key, value in PRESETS['toy-coupled' if args.coupling and args.dataset == 'toy' else args.dataset].items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.warmup = 500 if args.warmup is None else args.warmup
@@ -423,10 +424,9 @@ def make_evaluator(args, run, dataset, shape, num_classes, interp):
 
 
 def make_coupled_evaluator(args, run, coupling, held_out, dataset, interp, teacher):
-    """With a coupling: evaluate(name, sample_fn(x1, c)) on held-out pairs (x0, c), never trained on, with the inputs
-    and samples per input of coupling.eval_pairs -> couplings.restoration_metrics, for images also fd_pix16 (as fd_pix8)
-    to clean training images. OUT/samples_{name}.png: rows input | teacher | two samples | ground truth (toy: the
-    samples of 8 inputs, a colour each). Fixed seeds: inputs, sources and metrics are the same at every evaluation."""
+    """With a coupling: evaluate(name, sample_fn(x1, c)) on coupling.eval_pairs held-out pairs (x0, c) -> couplings.
+    restoration_metrics (+ images: fd_pix16 to clean training images); OUT/samples_{name}.png: rows input | teacher |
+    two samples | ground truth (toy: 8 inputs' samples, a colour each). Fixed seeds: every evaluation sees the same."""
     (inputs, per), toy, device, s = coupling.eval_pairs, args.dataset == 'toy', run.device, args.source_noise
     x0 = torch.stack([held_out[i][0] for i in range(inputs)]).to(device)
     c = coupling.corrupt(x0, torch.Generator(device).manual_seed(5))
@@ -574,8 +574,8 @@ def discriminate(nets, interp, x, y):
 
 
 def fake_update(args, interp, nets, opt, sched, z, y_gen, x_real, y_real, x1=None):
-    """One fake update: minimize RealUM (Def. 2 / eq. 16) on generated + real data; the generator is fixed. x1: a
-    coupling's source draw for the loss (Def. 5), fresh, shared by the generated and real pairs (the same c)."""
+    """One fake update: minimize RealUM (Def. 2 / eq. 16) on generated + real data; the generator is fixed. x1: with
+    a coupling, the loss's fresh source draw, shared by the generated and real pairs, whose c is the same (Def. 5)."""
     with torch.no_grad(), autocast(args):
         x_gen = nets.generator(z, y_gen).float()
     with autocast(args):
