@@ -22,7 +22,8 @@ Written to --out (absent or empty; --overwrite replaces a previous sample.py out
 
 Restoration (App. C): a checkpoint trained with `train.py --coupling NAME` restores corrupted inputs c. Each input
 gets --per-input K samples (default 1): the generator's G(c + s zeta, c), a teacher's sampler (--nfe steps) from
-c + s zeta conditioned on c, s the run's --source-noise; --n is then N inputs x K.
+c + s zeta conditioned on c, s the run's --source-noise. --n is then N inputs x K, and --fid is refused: a restorer
+is scored against each input's ground truth (couplings.restoration_metrics; the toy: experiments/score_restorations.py).
 
     python sample.py runs/sr2/ckpt.pt --inputs lowres/ --per-input 4 --npz --grid --out restored/   # 8x8 -> 16x16
     python sample.py runs/toy/ckpt.pt --inputs c.npz --per-input 500 --out s/      # toy: arr_0 float (N, 2)
@@ -34,8 +35,8 @@ c + s zeta conditioned on c, s the run's --source-noise; --n is then N inputs x 
   samples  sample i*K + j restores input i (the K samples of an input are contiguous); samples.npz gets `inputs`,
            the inputs as read (an .npz's arr_0 unchanged, a folder's pixels uint8 (N, h, w, 3)); PNG output gets
            inputs.npz with them as arr_0 (never an image among the samples: --inputs OUT/inputs.npz reads it back)
-  --grid   rows of input | up to 9 of its samples for the first 10 inputs; toy: the first 8 inputs' samples, a
-           colour each
+  --grid   rows of input | up to 9 of its samples for the first 10 inputs (images: with --npz, as above); toy: the
+           samples of the first 8 inputs, a colour each
 """
 import argparse
 import json
@@ -101,11 +102,13 @@ def get_args(argv=None):
       'low-resolution ones), an image, or an .npz with arr_0 (toy float (N, 2); images uint8 (N, h, w, 3) or float '
       '(N, 3, h, w) in [-1, 1])')
     a('--per-input', type=count, default=None, metavar='K', help='samples per input, rows i*K..i*K+K-1 (default 1)')
-    a('--npz', action='store_true', help='one samples.npz (arr_0 uint8 (N, H, W, 3), labels) instead of PNGs')
+    a('--npz', action='store_true',
+      help='one samples.npz (arr_0 uint8 (N, H, W, 3), labels or with --inputs inputs) instead of PNGs')
     a('--grid', action='store_true',
-      help='also grid.png: a row of 10 per class (conditional), else 10x10 (images: with --npz); toy: a scatter')
+      help='also grid.png: a row of 10 per class (conditional), else 10x10, with --inputs rows of input | samples '
+      '(images: with --npz); toy: a scatter')
     a('--batch-size', type=count, default=500, help='samples per forward (default %(default)s)')
-    a('--seed', type=seed, default=0, help='seeds z and the SDE noise (default %(default)s)')
+    a('--seed', type=seed, default=0, help='seeds z (with --inputs: zeta) and the SDE noise (default %(default)s)')
     a('--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='default %(default)s')
     a('--fid', default=None, metavar='STATS.npz', help='reference (mu, sigma), or anything fid.py reads: print the FID')
     a('--fid-weights', default=None, metavar='FILE', help=f'{fid.WEIGHTS_NAME} (default: torch hub cache)')
