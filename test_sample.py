@@ -4,8 +4,14 @@ torchcfm checkpoints, and one-line errors that leave the disk as it was. Also fi
 
 Models are tiny and trained in-process by train.main (seconds); sample.main runs in-process too (same code path as
 the script, no 5 s torch import), except one test that checks a real process's stderr and exit code.
+
+Restoration (--inputs): the samples of a coupled checkpoint recomputed by hand, input i's K samples in rows
+i*K..i*K+K-1, the inputs written beside them, the refusals, and experiments/score_restorations.py reproducing the
+numbers train.py's evaluation records for the same network and inputs.
 """
+import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,6 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
+import couplings
 import fid
 import models
 import sample
@@ -459,3 +466,273 @@ def test_teacher_key_and_ema_naming_no_network_are_one_line_listing_the_keys(toy
     assert run(toy_run / 'teacher.pt', '--teacher-key', '0.9990', '--n', 4, '--npz', '--out', tmp_path / 'a') == 0
     assert run(toy_run / 'teacher.pt', '--n', 4, '--npz', '--out', tmp_path / 'b') == 0
     assert np.array_equal(npz(tmp_path / 'a' / 'samples.npz')['arr_0'], npz(tmp_path / 'b' / 'samples.npz')['arr_0'])
+
+
+# ---------------------------------------------------------------------------------------------------- restoration
+
+# a coupled toy run (App. C): its source noise is not 1, so a sampler that ignores s gives other numbers
+COUPLED_TOY = ['--dataset', 'toy', '--coupling', 'toy-noise0.5', '--source-noise', 0.5, '--alpha', 0.98, '--beta', 0.96,
+               '--teacher-steps', 300, '--hidden', 64, '--steps', 2, '--k', 1, '--batch-size', 64, '--eval-every', 2,
+               '--nfe', 2]
+S = 0.5
+# train.model_config for --coupling sr2 --image-size 16 --channels 16 --channel-mult 1 2 --res-blocks 1 --attn 8
+SR2_UNET = dict(kind='unet', dim=[3, 16, 16], num_channels=16, num_res_blocks=1, channel_mult=[1, 2],
+                attention_resolutions=['8'], dropout=0.0, num_classes=None, num_head_channels=-1, num_heads=4,
+                cond_channels=3)
+LOW_NAMES = ['d.png', 'b.png', 'sub/a.png', 'a.png', 'c.png']   # written in this order; read in sorted path order
+SORTED = [3, 1, 4, 0, 2]                                        # a.png b.png c.png d.png sub/a.png
+
+
+def score_restorations(monkeypatch):
+    # experiments/score_restorations.py, loaded from its file (experiments/ is not a package; it imports cli from there)
+    monkeypatch.syspath_prepend(os.path.join(HERE, 'experiments'))
+    spec = importlib.util.spec_from_file_location('score_restorations',
+                                                  os.path.join(HERE, 'experiments', 'score_restorations.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def coupled_toy(tmp_path_factory, one_thread):
+    """-> (OUT, [(c, samples (N, K, 2), metrics)]): what train.py's evaluation scored, call by call (the teacher
+    first, then the networks at each evaluation: generator, ema0.99, ema0.995, ema0.999)."""
+    out, calls, metrics = tmp_path_factory.mktemp('coupled_toy'), [], couplings.restoration_metrics
+
+    def recording(coupling, x0, c, samples, generator=None):
+        result = metrics(coupling, x0, c, samples, generator)
+        calls.append((c.clone(), samples.clone(), result))
+        return result
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(couplings, 'restoration_metrics', recording)
+        assert train.main([str(a) for a in [*COUPLED_TOY, '--out', out]]) is None
+    return out, calls
+
+
+@pytest.fixture(scope='module')
+def sr2(tmp_path_factory):
+    """-> (folder with ckpt.pt and low/, the bare network, the low-resolution pixels in sorted file order): a
+    restorer saved as train.py saves one (model, emas, args), random weights, so outputs depend on z and c."""
+    root = tmp_path_factory.mktemp('sr2')
+    torch.manual_seed(0)
+    net = models.build_model(SR2_UNET)
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    interp = make_interpolant('fm')
+    generator = models.Generator(interp.precondition(net), interp)
+    torch.save(dict(model=SR2_UNET, emas={'0.9999': generator.state_dict()}, step=3,
+                    args=dict(interpolant='fm', coupling='sr2', source_noise=S)), root / 'ckpt.pt')
+    pixels = torch.randint(256, (5, 8, 8, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8).numpy()
+    os.makedirs(root / 'low' / 'sub')
+    for name, image in zip(LOW_NAMES, pixels):
+        Image.fromarray(image).save(root / 'low' / name)
+    return root, net.eval(), pixels[SORTED]
+
+
+def by_hand(net, z, c):
+    # fm: G(z, c) = z - net(1, z, c) (App. D.1, with c in the label slot)
+    with torch.no_grad():
+        return z - net(torch.ones(len(z)), z, c)
+
+
+def test_restorations_are_g_of_c_plus_s_zeta_and_input_i_owns_rows_ik_to_ik_plus_k(coupled_toy, tmp_path):
+    # 5 inputs x 3 samples in batches of 4: batches cut inputs in two, each batch draws its own zeta from --seed
+    out, _ = coupled_toy
+    c = 2 * torch.randn(5, 2, generator=torch.Generator().manual_seed(3))
+    np.savez(tmp_path / 'c.npz', arr_0=c.numpy())
+    assert run(out / 'ckpt.pt', '--inputs', tmp_path / 'c.npz', '--per-input', 3, '--batch-size', 4, '--seed', 2,
+               '--out', tmp_path / 's') == 0
+    ckpt = torch.load(out / 'ckpt.pt', map_location='cpu', weights_only=False)
+    g, rows = torch.Generator().manual_seed(2), c.repeat_interleave(3, 0)   # row i*3 + j: input i
+    zeta = torch.cat([torch.randn(len(rows[i:i + 4]), 2, generator=g) for i in range(0, 15, 4)])
+    expected = by_hand(raw_net(ckpt['emas']['0.999'], ckpt['model']), rows + S * zeta, rows)
+    data = npz(tmp_path / 's' / 'samples.npz')
+    assert sorted(data) == ['arr_0', 'inputs'] and data['arr_0'].shape == (15, 2)
+    assert np.allclose(data['arr_0'], expected.numpy(), rtol=0, atol=1e-6)
+    assert data['inputs'].dtype == np.float32 and np.array_equal(data['inputs'], c.numpy())   # the inputs, as given
+    with open(tmp_path / 's' / 'sample.json') as f:
+        record = json.load(f)
+    assert (record['coupling'], record['source_noise'], record['per_input'], record['n']) == ('toy-noise0.5', S, 3, 15)
+
+
+def test_teacher_restorations_are_its_sampler_from_c_plus_s_zeta_given_c(coupled_toy, tmp_path):
+    # fm with --nfe 2: x <- x - 1/2 f(1, x, c); x <- x - 1/2 f(1/2, x, c), from x = c + s zeta
+    out, _ = coupled_toy
+    c = 2 * torch.randn(4, 2, generator=torch.Generator().manual_seed(3))
+    np.savez(tmp_path / 'c.npz', arr_0=c.numpy().astype(np.float64))        # float64 inputs: the networks get float32
+    assert run(out / 'teacher.pt', '--nfe', 2, '--inputs', tmp_path / 'c.npz', '--per-input', 2, '--seed', 5,
+               '--out', tmp_path / 's') == 0
+    f, _ = models.load_teacher(str(out / 'teacher.pt'))
+    rows = c.repeat_interleave(2, 0)
+    x = rows + S * torch.randn(8, 2, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        for t in (1.0, 0.5):
+            x = x - 0.5 * f(torch.full((8,), t), x, rows)
+    data = npz(tmp_path / 's' / 'samples.npz')
+    assert np.allclose(data['arr_0'], x.numpy(), rtol=0, atol=1e-5)
+    assert data['inputs'].dtype == np.float64 and np.array_equal(data['inputs'], c.numpy().astype(np.float64))
+
+
+def test_samples_of_input_i_follow_the_posterior_of_input_i(coupled_toy, tmp_path):
+    # inputs on 4 modes, 2.8 apart: each block of K rows sits on its own input's exact posterior (measured: mean
+    # 0.02-0.11 from the posterior mean, cswd 0.14, mode_tv 0.03; blocks of another input: 2.7+ and 2.0, 1.0)
+    out, _ = coupled_toy
+    angle = torch.arange(4) * math.pi / 2
+    c = 2 * torch.stack([angle.cos(), angle.sin()], 1)
+    np.savez(tmp_path / 'c.npz', arr_0=c.numpy())
+    assert run(out / 'ckpt.pt', '--inputs', tmp_path / 'c.npz', '--per-input', 200, '--grid',
+               '--out', tmp_path / 's') == 0
+    x = torch.from_numpy(npz(tmp_path / 's' / 'samples.npz')['arr_0']).view(4, 200, 2)
+    coupling = couplings.make_coupling('toy-noise0.5')
+    log_weights, means, _ = coupling.posterior(c)
+    posterior_mean = (log_weights.exp()[..., None] * means).sum(1)
+    assert (x.mean(1) - posterior_mean).norm(dim=1).max() < 0.3
+    exact = coupling.posterior_sample(c, 200, torch.Generator().manual_seed(0))
+    assert couplings.cswd(x, exact) < 0.3 and couplings.mode_tv(coupling, c, x) < 0.1
+    # --grid: the samples of the first 8 inputs (here 4), a colour each, as train.py's samples_*.png
+    fid.save_scatter(x.flatten(0, 1), torch.arange(4).repeat_interleave(200), tmp_path / 'expected.png')
+    assert np.array_equal(np.asarray(Image.open(tmp_path / 's' / 'grid.png')),
+                          np.asarray(Image.open(tmp_path / 'expected.png')))
+
+
+def test_scored_restorations_of_train_pys_inputs_are_the_numbers_train_py_records(coupled_toy, tmp_path, capsys,
+                                                                                    monkeypatch):
+    # the acceptance route: score_restorations.py --write-inputs -> sample.py --per-input 500 --seed 1 (train.py's
+    # evaluation draws its sources from seed 1 in chunks of 500) -> score_restorations.py (exact samples from seed 7)
+    out, calls = coupled_toy
+    score = score_restorations(monkeypatch)
+    assert exit_code(score.main)('--write-inputs', tmp_path / 'c.npz', '--coupling', 'toy-noise0.5') == 0
+    c = npz(tmp_path / 'c.npz')['arr_0']
+    assert c.shape == (32, 2) and np.array_equal(c, calls[0][0].numpy())   # train.py's held-out inputs
+    with open(out / 'metrics.jsonl') as f:
+        records = [json.loads(line) for line in f]
+    teacher, ema = records[0]['metrics']['teacher_nfe2'], records[-1]['metrics']['ema0.999']
+    assert ema == calls[-1][2] and teacher == calls[0][2]          # the last call scored ema0.999, the first teacher
+    for checkpoint, flags, (_, samples, recorded) in (('ckpt.pt', [], calls[-1]),
+                                                      ('teacher.pt', ['--nfe', 2], calls[0])):
+        assert run(out / checkpoint, *flags, '--inputs', tmp_path / 'c.npz', '--per-input', 500, '--seed', 1,
+                   '--npz', '--out', tmp_path / checkpoint) == 0
+        assert np.allclose(npz(tmp_path / checkpoint / 'samples.npz')['arr_0'], samples.flatten(0, 1).numpy(), rtol=0,
+                           atol=1e-6)                               # train.py's rows i*500 + j, in sample.py's order
+        capsys.readouterr()
+        assert exit_code(score.main)(tmp_path / checkpoint / 'samples.npz') == 0   # the coupling from sample.json
+        printed = json.loads(capsys.readouterr().out)
+        assert (printed['inputs'], printed['per_input'], printed['coupling']) == (32, 500, 'toy-noise0.5')
+        assert printed['cswd'] == pytest.approx(recorded['cswd'], rel=1e-6)
+        assert printed['mode_tv'] == pytest.approx(recorded['mode_tv'], rel=1e-6)
+    assert teacher['cswd'] < 0.9 * ema['cswd']                      # two networks told apart: not one number twice
+
+
+def test_sr2_restores_a_folder_of_low_resolution_images_in_sorted_order(sr2, tmp_path):
+    root, net, pixels = sr2
+    assert run(root / 'ckpt.pt', '--inputs', root / 'low', '--per-input', 2, '--seed', 4, '--npz', '--grid',
+               '--out', tmp_path / 's') == 0
+    low = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 * 2 - 1                   # PNG -> [-1, 1]
+    c = low.repeat_interleave(2, 2).repeat_interleave(2, 3)                                    # nearest up to 16x16
+    rows = c.repeat_interleave(2, 0)
+    z = rows + S * torch.randn(10, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    data = npz(tmp_path / 's' / 'samples.npz')
+    assert sorted(os.listdir(tmp_path / 's')) == ['grid.png', 'sample.json', 'samples.npz']
+    assert np.array_equal(data['arr_0'], uint8(by_hand(net, z, rows)))
+    assert data['inputs'].shape == (5, 8, 8, 3) and np.array_equal(data['inputs'], pixels)   # as read, uint8
+    grid = np.asarray(Image.open(tmp_path / 's' / 'grid.png'))
+    assert grid.shape == (2 + 5 * 18, 2 + 3 * 18, 3)               # a row per input: input | 2 samples
+    for i in range(5):
+        tiles = [grid[2 + 18 * i: 18 * (i + 1), 2 + 18 * col: 18 * (col + 1)] for col in range(3)]
+        assert np.array_equal(tiles[0], uint8(c[i:i + 1])[0])       # the input, as the networks see it
+        assert all(np.array_equal(tiles[1 + j], data['arr_0'][2 * i + j]) for j in range(2))
+
+
+def test_sr2_pngs_come_with_inputs_npz_and_every_input_format_gives_the_same_samples(sr2, tmp_path):
+    root, net, pixels = sr2
+    assert run(root / 'ckpt.pt', '--inputs', root / 'low', '--per-input', 2, '--out', tmp_path / 'p') == 0
+    names, pngs = read_pngs(tmp_path / 'p')
+    assert sorted(os.listdir(tmp_path / 'p')) == [*names, 'inputs.npz', 'sample.json'] and len(names) == 10
+    assert np.array_equal(npz(tmp_path / 'p' / 'inputs.npz')['arr_0'], pixels)     # not an image among the samples
+    np.savez(tmp_path / 'float.npz', arr_0=fid.uint8_to_images(pixels).numpy())     # float (N, 3, 8, 8) in [-1, 1]
+    for inputs in (tmp_path / 'p' / 'inputs.npz', tmp_path / 'float.npz'):       # the first read before replaced
+        assert run(root / 'ckpt.pt', '--inputs', inputs, '--per-input', 2, '--npz', '--out', tmp_path / 'p',
+                   '--overwrite') == 0
+        assert sorted(os.listdir(tmp_path / 'p')) == ['sample.json', 'samples.npz']   # no PNG or inputs.npz left
+        assert np.array_equal(npz(tmp_path / 'p' / 'samples.npz')['arr_0'], pngs)
+    one = root / 'low' / 'b.png'                                    # one image file: it is the one input
+    assert run(root / 'ckpt.pt', '--inputs', one, '--per-input', 2, '--npz', '--out', tmp_path / 'one') == 0
+    c = fid.uint8_to_images(pixels[1:2]).repeat_interleave(2, 2).repeat_interleave(2, 3).expand(2, -1, -1, -1)
+    z = c + S * torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert np.array_equal(npz(tmp_path / 'one' / 'samples.npz')['arr_0'], uint8(by_hand(net, z, c)))
+
+
+RESTORE_BAD = {  # name -> (argv with {coupled}/{sr2}/{toy}/{tmp} placeholders, phrase of the one line)
+    'inputs_for_an_unconditional_checkpoint': (['{tmp}/uncond.pt', '--inputs', '{tmp}/c.npz'],
+                                               'a checkpoint trained with train.py --coupling); {tmp}/uncond.pt is '
+                                               'unconditional: sample it without --inputs'),
+    'inputs_for_a_class_conditional_checkpoint': (['{toy}/ckpt.pt', '--inputs', '{tmp}/c.npz'],
+                                                  'is class-conditional: sample it without --inputs'),
+    'coupled_generator_without_inputs': (['{coupled}/ckpt.pt'], 'restores inputs corrupted by --coupling '
+                                         'toy-noise0.5: pass --inputs, an .npz whose arr_0 holds the corrupted points, '
+                                         'float (N, 2)'),
+    'coupled_teacher_without_inputs': (['{coupled}/teacher.pt'], 'teacher.pt restores inputs corrupted by --coupling'),
+    'sr2_without_inputs': (['{sr2}/ckpt.pt'], 'pass --inputs, a folder of 8x8 images (the low-resolution images of '
+                           '16x16 ones) or an .npz whose arr_0 holds them: uint8 (N, 8, 8, 3) or float (N, 3, 8, 8)'),
+    'per_input_without_inputs': (['{coupled}/ckpt.pt', '--per-input', 3], '--per-input K is the number of samples '
+                                 'drawn for each input: it needs --inputs'),
+    'per_input_zero': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/c.npz', '--per-input', 0],
+                       'argument --per-input: must be an integer >= 1, got 0'),
+    'n_with_inputs': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/c.npz', '--n', 8], '--n is set by --inputs'),
+    'fid_with_inputs': (['{sr2}/ckpt.pt', '--inputs', '{sr2}/low', '--fid', '{tmp}/c.npz'],
+                        '--fid compares unconditional samples with a dataset; restorations of --inputs are scored'),
+    'inputs_not_found': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/absent.npz'], '--inputs {tmp}/absent.npz not found'),
+    'npz_without_arr_0': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/noarr.npz'], 'has no arr_0 (it holds: x);'),
+    'npz_of_no_inputs': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/empty.npz'], 'arr_0 holds no inputs (shape (0, 2))'),
+    'toy_points_of_3_coordinates': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/c3.npz'],
+                                    'toy-noise0.5 inputs must be (N, 2) for data of shape (2,), got (4, 3)'),
+    'toy_integers': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/int.npz'], 'arr_0 is int64 (4, 2); toy-noise0.5'),
+    'toy_nan': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/nan.npz'], 'arr_0 holds non-finite values'),
+    'toy_given_images': (['{coupled}/ckpt.pt', '--inputs', '{sr2}/low'], 'is images; toy-noise0.5 on data of shape '
+                         '(2,) takes an .npz'),
+    'image_of_the_output_size': (['{sr2}/ckpt.pt', '--inputs', '{tmp}/mixed'], '--inputs {tmp}/mixed/b.png is 16x16 '
+                                 'pixels; sr2 on data of shape (3, 16, 16) takes a folder of 8x8 images'),
+    'uint8_npz_of_the_output_size': (['{sr2}/ckpt.pt', '--inputs', '{tmp}/big.npz'], 'arr_0 is uint8 (2, 16, 16, 3);'),
+    'uint8_npz_of_4_channels': (['{sr2}/ckpt.pt', '--inputs', '{tmp}/rgba.npz'], 'arr_0 is uint8 (2, 8, 8, 4);'),
+    'float_npz_of_1_channel': (['{sr2}/ckpt.pt', '--inputs', '{tmp}/gray.npz'],
+                               'sr2 inputs must be (N, 3, 8, 8) for data of shape (3, 16, 16), got (2, 1, 8, 8)'),
+    'image_model_given_toy_points': (['{sr2}/ckpt.pt', '--inputs', '{tmp}/c.npz'], 'got (4, 2)'),
+    'empty_folder': (['{sr2}/ckpt.pt', '--inputs', '{tmp}/emptydir'], '--inputs {tmp}/emptydir: no images (.bmp/'),
+    'unreadable_image': (['{sr2}/ckpt.pt', '--inputs', '{tmp}/broken'], '{tmp}/broken/x.png: cannot read image'),
+    'neither_images_nor_npz': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/notes.txt'],
+                               'is not a folder of images, an image (.bmp/.jpeg/.jpg/.png/.webp) or an .npz'),
+    'truncated_npz': (['{coupled}/ckpt.pt', '--inputs', '{tmp}/truncated.npz'], 'cannot read .npz'),
+    'grid_among_restored_pngs': (['{sr2}/ckpt.pt', '--inputs', '{sr2}/low', '--grid'],
+                                 '--grid would put grid.png among the sample PNGs'),
+}
+
+
+@pytest.mark.parametrize('name', RESTORE_BAD)
+def test_bad_restoration_input_is_one_line_exit_2_and_leaves_the_disk_as_it_was(name, coupled_toy, sr2, toy_run,
+                                                                                 tmp_path, capsys):
+    arrays = dict(c=np.ones((4, 2), np.float32), c3=np.ones((4, 3), np.float32), int=np.ones((4, 2), np.int64),
+                  nan=np.array([[np.nan, 0]] * 4, np.float32), empty=np.zeros((0, 2), np.float32),
+                  big=np.zeros((2, 16, 16, 3), np.uint8), rgba=np.zeros((2, 8, 8, 4), np.uint8),
+                  gray=np.zeros((2, 1, 8, 8), np.float32))
+    for key, array in arrays.items():
+        np.savez(tmp_path / f'{key}.npz', arr_0=array)
+    np.savez(tmp_path / 'noarr.npz', x=np.ones((4, 2), np.float32))
+    (tmp_path / 'truncated.npz').write_bytes((tmp_path / 'c.npz').read_bytes()[:100])
+    (tmp_path / 'notes.txt').write_text('not inputs\n')
+    for folder in ('emptydir', 'mixed', 'broken'):
+        os.makedirs(tmp_path / folder)
+    Image.new('RGB', (8, 8)).save(tmp_path / 'mixed' / 'a.png')
+    Image.new('RGB', (16, 16)).save(tmp_path / 'mixed' / 'b.png')
+    (tmp_path / 'broken' / 'x.png').write_bytes(b'\x89PNG not really')
+    config = dict(kind='mlp', dim=2, hidden=16, num_layers=2, num_classes=None)
+    models.save_teacher(str(tmp_path / 'uncond.pt'), models.build_model(config), config,
+                        extra=dict(config=dict(args=dict(interpolant='fm'))))
+    argv, phrase = RESTORE_BAD[name]
+    argv = [str(a).format(coupled=coupled_toy[0], sr2=sr2[0], toy=toy_run, tmp=tmp_path) for a in argv]
+    before = snapshot(tmp_path)
+    capsys.readouterr()
+    code = run(*argv, '--out', tmp_path / 'new')
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and 'Traceback' not in err, err
+    assert err.startswith('sample.py: error: ') and phrase.format(tmp=tmp_path) in err, err
+    assert snapshot(tmp_path) == before and not os.path.exists(tmp_path / 'new')   # nothing sampled or removed
