@@ -96,8 +96,8 @@ class Runner:
     wall time once it succeeded, so a second invocation reuses it, unless its command changed or a job it needs
     runs again (delete the .done file to force a rerun).
     """
-    def __init__(self, runs, workers):
-        self.runs, self.workers, self.jobs = runs, workers, []
+    def __init__(self, runs, workers, prog='run.py'):          # prog: the script its failure line names
+        self.runs, self.workers, self.jobs, self.prog = runs, workers, [], prog
 
     def add(self, name, argv, deps=()):
         self.jobs.append((name, [str(a) for a in argv], tuple(deps)))
@@ -160,7 +160,7 @@ class Runner:
                       f'({len(done) + len(failed)}/{len(self.jobs)})', flush=True)
             bar(len(done) + len(failed), running=' '.join(running) or '-')
         if failed:
-            sys.exit(f'run.py: {len(failed)} job(s) failed, see their logs in {self.runs}: {", ".join(failed)}')
+            sys.exit(f'{self.prog}: {len(failed)} job(s) failed, see their logs in {self.runs}: {", ".join(failed)}')
         return done
 
     def commands_md(self, done):
