@@ -1459,7 +1459,8 @@ def test_coupled_losses_get_real_pairs_c_and_a_fresh_source(few_pairs, tmp_path,
     inputs = spy_calls(monkeypatch, train, 'fake_update')
     s = 0.7
     assert main('--dataset', 'toy', '--coupling', 'toy-proj0.1', '--source-noise', s, '--alpha', 0.9, '--beta', 0.8,
-                '--teacher-steps', 3, '--hidden', 16, '--steps', 2, '--k', 2, '--batch-size', 2000, '--nfe', 2,
+                '--teacher-steps', 3, '--teacher-batch-size', 2000, '--hidden', 16, '--steps', 2, '--k', 2,
+                '--batch-size', 2000, '--nfe', 2,
                 '--out', tmp_path) == 0
     assert len(um) == 3 and len(fake) == 4 and len(gen) == 2
     for (_, _, x0, c), kw in um:                               # teacher: um_loss(f, interp, x0, c, x1=...)
@@ -1500,7 +1501,8 @@ def test_coupled_image_run_writes_restoration_metrics_and_grid(few_pairs, image_
                 '--out', tmp_path) == 0
     config = load_ckpt(tmp_path)['model']
     assert config['cond_channels'] == 3 and config['num_classes'] is None
-    for row in (record(tmp_path, 'teacher', 0)['metrics']['teacher_nfe2'], record(tmp_path, 'distill', 2)['metrics']['generator']):
+    rows = record(tmp_path, 'teacher', 0)['metrics']['teacher_nfe2'], record(tmp_path, 'distill', 2)['metrics']
+    for row in (rows[0], rows[1]['generator']):
         assert row.keys() == {'psnr', 'psnr_mean', 'consistency', 'diversity', 'fd_pix16'}
         assert all(map(math.isfinite, row.values()))
     grid = np.asarray(Image.open(tmp_path / 'samples_generator.png'))
