@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 TOY_MODES, TOY_RADIUS, TOY_STD = 8, 2.0, 0.15   # data.toy_data's mixture: mode k at radius (cos, sin)(2 pi k / 8)
 FAMILIES = ('fm', 'bridge', 'si')               # interpolants with a coupled source; vp/ve: Gaussian source only
-SOURCE_NOISE = 1.0                              # s of train.py --source-noise: measured on the toy (README)
+SOURCE_NOISE = 0.5                              # s of train.py --source-noise: measured on the toy (README)
 
 
 def _noise(shape, like, generator=None, uniform=False):

@@ -602,7 +602,7 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
                               '--source-noise: must be a number >= 0, got -1'),
     'uncoupled_teacher_for_a_coupling': (['--coupling', 'toy-noise0.5', '--teacher', '{tmp}/uncond.pt'],
                                          'trained with --coupling None --source-noise None, not --coupling '
-                                         'toy-noise0.5 --source-noise 1.0'),
+                                         'toy-noise0.5 --source-noise 0.5'),
     'teacher_of_another_coupling': (['--coupling', 'toy-noise0.5', '--teacher', '{tmp}/proj.pt'],
                                     'trained with --coupling toy-proj0.1 --source-noise 1.0, not --coupling '
                                     'toy-noise0.5'),
@@ -1513,7 +1513,7 @@ def test_coupled_run_resumes_exactly_and_refuses_another_coupling(few_pairs, tmp
     base = [*COUPLED, '--teacher-steps', 20, '--hidden', 16, '--batch-size', 64, '--k', 2, '--nfe', 2, '--warmup', 15,
             '--lr-decay', 'none']
     assert_exact_resume(*resume_check(tmp_path, base, 3))
-    for flags, was in ((['--source-noise', 0.5], '--source-noise 0.5 (was 1.0)'),
+    for flags, was in ((['--source-noise', 1.0], '--source-noise 1.0 (was 0.5)'),
                        (['--coupling', 'toy-proj0.1'], '--coupling toy-proj0.1 (was toy-noise0.5)')):
         argv = [*base, *flags, '--steps', 9, '--eval-every', 3, '--out', tmp_path / 'split', '--resume']
         assert_one_line_error(main(*argv), capsys.readouterr().err, 2, was)
