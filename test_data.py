@@ -155,3 +155,21 @@ def test_batches_are_the_reference_order_across_epochs_ranks_and_resume(hold, tm
                 new.load_state_dict(state)
         # held: no DataLoader after the one-time decode; streamed: one per resume (3) plus the first, not one an epoch
         assert len(iterators) == (0 if hold else 4)
+
+
+def test_hold_out_splits_off_a_fixed_disjoint_part(tmp_path):
+    # a coupled run's evaluation pairs: n items that neither phase trains on, the same ones every run
+    x, y = data.toy_data(100, seed=0)
+    rest, held = data.hold_out(torch.utils.data.TensorDataset(x, y), 10)
+    assert isinstance(rest, torch.utils.data.TensorDataset) and len(rest) == 90 and len(held) == 10
+    together = torch.cat([rest.tensors[0], held.tensors[0]])
+    assert torch.equal(together.unique(dim=0), x.unique(dim=0))           # disjoint, and nothing lost
+    again = data.hold_out(torch.utils.data.TensorDataset(x, y), 10)[1]
+    assert torch.equal(again.tensors[0], held.tensors[0]) and not torch.equal(held.tensors[0], x[:10])
+    write_images(tmp_path, classes=2, per_class=5, size=8)
+    folder = data.image_folder(str(tmp_path))
+    rest, held = data.hold_out(folder, 3)
+    assert sorted(rest.indices + held.indices) == list(range(10))
+    assert rest.targets == [folder.targets[i] for i in rest.indices]     # --teacher-keep reads them
+    with pytest.raises(data.DataError, match='too few to hold out 10'):
+        data.hold_out(held, 10)
