@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 import couplings
+import restoration_baselines
 import restoration
 import run
 import train
@@ -165,3 +166,18 @@ def test_figure_pastes_each_runs_best_network(fake_runs, tmp_path):
             panel = image.crop((110, 24 + i * 256, 110 + 256, 24 + (i + 1) * 256))   # the exact posterior's scatter
             drawn = [n for n, colour in panel.getcolors(256 * 256) if colour != (255, 255, 255)]
             assert sum(drawn) > 1000 and len(drawn) >= 8 and set(colours.values()).isdisjoint(panel.getcolors())
+
+
+def test_classical_baselines_restore_what_they_should():
+    # a smooth ramp: bicubic upsampling of its 2x2 block means is closer to it than their nearest copy; the zero fill
+    # keeps the known pixels exactly (consistency 0) and zeroes the hole
+    ramp = torch.linspace(-0.8, 0.8, 16)
+    x0 = (ramp[None, :] + 0.5 * ramp[:, None]).expand(2, 3, 16, 16) / 1.5
+    sr2 = couplings.make_coupling('sr2')
+    out = restoration_baselines.baselines(sr2, x0, sr2.corrupt(x0))
+    assert torch.equal(out['nearest (the input)'], sr2.corrupt(x0))
+    assert couplings.psnr(out['bicubic'], x0).mean() > couplings.psnr(out['nearest (the input)'], x0).mean() + 3
+    hole = couplings.make_coupling('inpaint-center')
+    c = hole.corrupt(x0, torch.Generator().manual_seed(0))
+    zero = restoration_baselines.baselines(hole, x0, c)['hole set to 0']
+    assert couplings.consistency(hole, zero, c).max() == 0 and zero[..., 4:12, 4:12].eq(0).all()
