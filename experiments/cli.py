@@ -7,7 +7,8 @@ import importlib
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 import train  # noqa: E402  (its argparse types; it imports nothing of experiments/)
 
 
@@ -34,6 +35,19 @@ def folder_for_output(p, flag, path):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         p.error(f'{flag} {path}: cannot create that folder ({parent} is a file)')
+
+
+def study_folders(p, args, study, results):
+    """A study's --out and --runs (args.out, args.runs, set in place): by default RESULTS and runs/STUDY, with --quick
+    runs/STUDY-quick/{results,runs}; --quick never writes the committed results; then both checked (p.error)."""
+    quick = os.path.join(ROOT, 'runs', f'{study}-quick')
+    args.out = args.out or (os.path.join(quick, 'results') if args.quick else results)
+    args.runs = args.runs or (os.path.join(quick, 'runs') if args.quick else os.path.join(ROOT, 'runs', study))
+    if args.quick and os.path.realpath(args.out) == os.path.realpath(results):   # tiny budgets over the study's numbers
+        p.error(f'--quick would overwrite the committed results in {args.out} with tiny-budget numbers: give another '
+                '--out')
+    folder_for_output(p, '--runs', args.runs)
+    folder_for_output(p, '--out', args.out)
 
 
 def input_folder(p, flag, path):

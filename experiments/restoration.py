@@ -56,15 +56,8 @@ def get_args(argv=None):
     p.add_argument('--workers', type=cli.COUNT, default=2, help='train.py processes at once, one thread each')
     p.add_argument('--quick', action='store_true', help=f'tiny budgets ({QUICK_FLAGS}): checks the pipeline only')
     args = p.parse_args(argv)
-    quick = os.path.join(ROOT, 'runs', 'restoration-quick')
-    args.out = os.path.abspath(args.out or (os.path.join(quick, 'results') if args.quick else RESULTS))
-    args.runs = os.path.abspath(args.runs or (os.path.join(quick, 'runs') if args.quick else
-                                              os.path.join(ROOT, 'runs', 'restoration')))
-    if args.quick and os.path.realpath(args.out) == os.path.realpath(RESULTS):
-        p.error(f'--quick would overwrite the committed results in {args.out} with tiny-budget numbers: give another '
-                '--out')
-    cli.folder_for_output(p, '--runs', args.runs)
-    cli.folder_for_output(p, '--out', args.out)
+    cli.study_folders(p, args, 'restoration', RESULTS)
+    args.out, args.runs = os.path.abspath(args.out), os.path.abspath(args.runs)
     return args
 
 

@@ -72,14 +72,7 @@ def get_args(argv=None):
     p.add_argument('--quick', action='store_true', help='tiny budgets: checks the pipeline, not the method')
     p.add_argument('--workers', type=cli.COUNT, default=2, help='processes at once, one thread each')
     args = p.parse_args(argv)
-    quick = os.path.join(ROOT, 'runs', 'experiments-quick')
-    args.out = args.out or (os.path.join(quick, 'results') if args.quick else RESULTS)
-    args.runs = args.runs or (os.path.join(quick, 'runs') if args.quick else os.path.join(ROOT, 'runs', 'experiments'))
-    if args.quick and os.path.realpath(args.out) == os.path.realpath(RESULTS):  # tiny budgets over the study's numbers
-        p.error(f'--quick would overwrite the committed results in {args.out} with tiny-budget numbers: give another '
-                '--out')
-    cli.folder_for_output(p, '--runs', args.runs)
-    cli.folder_for_output(p, '--out', args.out)
+    cli.study_folders(p, args, 'experiments', RESULTS)
     if args.images is not None:
         cli.input_folder(p, '--images', args.images)
     elif 'images' in (args.only or []):
