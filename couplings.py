@@ -224,6 +224,13 @@ def unfit(name, toy, family):
     return None
 
 
+def evaluation_pairs(coupling, held_out, device='cpu'):
+    """(x0, c) that train.py evaluates a coupled run on: the held-out items (x0, label) stacked, and their corruption
+    drawn from a fixed seed, the same at every evaluation; experiments/ score the same pairs through this."""
+    x0 = torch.stack([held_out[i][0] for i in range(len(held_out))]).to(device)
+    return x0, coupling.corrupt(x0, torch.Generator(device).manual_seed(5))
+
+
 def source(c, s, generator=None):
     """x1 = c + s * zeta, zeta ~ N(0, I): the source at t = 1 of every family with a coupling."""
     return c + s * _noise(c.shape, c, generator)

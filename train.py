@@ -428,8 +428,7 @@ def make_coupled_evaluator(args, run, coupling, held_out, dataset, interp, teach
     restoration_metrics (+ images: fd_pix16 to clean training images); OUT/samples_{name}.png: rows input | teacher |
     two samples | ground truth (toy: 8 inputs' samples, a colour each). Fixed seeds: every evaluation sees the same."""
     (inputs, per), toy, device, s = coupling.eval_pairs, args.dataset == 'toy', run.device, args.source_noise
-    x0 = torch.stack([held_out[i][0] for i in range(inputs)]).to(device)
-    c = coupling.corrupt(x0, torch.Generator(device).manual_seed(5))
+    x0, c = couplings.evaluation_pairs(coupling, held_out, device)
     idx = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:args.eval_samples].tolist()
     ref = None if toy else fid.pixel_stats(torch.stack([dataset[i][0] for i in idx]), 16)
     g = torch.Generator(device).manual_seed(6)                  # the teacher's column of the grids, drawn once

@@ -29,9 +29,9 @@ RESULTS = os.path.join(HERE, 'results')                         # committed: wri
 sys.path[:0] = [ROOT, HERE]
 import cli  # noqa: E402  (experiments/cli.py)
 import couplings  # noqa: E402
-import data  # noqa: E402
 import fid  # noqa: E402
 import run  # noqa: E402  (experiments/run.py: Runner, fmt, mean_sd)
+import score_restorations  # noqa: E402  (held_out_inputs: the pairs train.py evaluates)
 import train  # noqa: E402  (train.read_records)
 
 COUPLINGS = ('toy-noise0.5', 'toy-proj0.1')
@@ -98,19 +98,11 @@ def read(out):
                 step=last['step'], nfe=key.removeprefix('teacher_nfe'))
 
 
-def held_out_pairs(coupling):
-    """(x0, c) of train.make_coupled_evaluator on the CPU: the first eval_pairs[0] items data.hold_out keeps out of
-    the toy's training data, corrupted with the evaluation's seed 5."""
-    held_out = data.hold_out(data.make_dataset('toy')[0], coupling.eval_pairs[0])[1]
-    x0 = torch.stack([held_out[i][0] for i in range(coupling.eval_pairs[0])])
-    return x0, coupling.corrupt(x0, torch.Generator().manual_seed(5))
-
-
 def floor(coupling_name, seeds=(1, 2, 3)):
     """Exact posterior samples scored as train.py scores a run's (restoration_metrics, its reference seed 7), one
     independent draw per seed -> [{'cswd', 'mode_tv'}]: what a perfect restorer gets."""
     coupling = couplings.make_coupling(coupling_name)
-    (x0, c), per = held_out_pairs(coupling), coupling.eval_pairs[1]
+    (x0, c), per = score_restorations.held_out_inputs(coupling), coupling.eval_pairs[1]
     return [couplings.restoration_metrics(coupling, x0, c, coupling.posterior_sample(c, per, gen(seed)), gen(7))
             for seed in seeds]
 
@@ -188,7 +180,7 @@ def figure(runs, found, path, size=256, head=24, side=110):
         draw.text((side + j * size + 8, 6), title, fill='black')
     for i, coupling in enumerate(COUPLINGS):
         model = couplings.make_coupling(coupling)
-        c, per = held_out_pairs(model)[1][:FIGURE_INPUTS], model.eval_pairs[1]
+        c, per = score_restorations.held_out_inputs(model)[1][:FIGURE_INPUTS], model.eval_pairs[1]
         exact = model.posterior_sample(c, per, gen(1)).flatten(0, 1)           # (8 * per, 2): input i's rows together
         exact_png = os.path.join(runs, f'exact_{coupling}.png')
         fid.save_scatter(exact, torch.arange(FIGURE_INPUTS).repeat_interleave(per), exact_png)

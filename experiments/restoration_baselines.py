@@ -44,9 +44,7 @@ def main(argv=None):
         dataset = data.make_dataset('folder', args.data_dir, args.image_size)[0]
         for name in args.couplings:
             coupling = couplings.make_coupling(name)
-            held = data.hold_out(dataset, coupling.eval_pairs[0])[1]
-            x0 = torch.stack([held[i][0] for i in range(len(held))])
-            c = coupling.corrupt(x0, torch.Generator().manual_seed(5))
+            x0, c = couplings.evaluation_pairs(coupling, data.hold_out(dataset, coupling.eval_pairs[0])[1])
             for what, x in baselines(coupling, x0, c).items():
                 print(json.dumps(dict(coupling=name, baseline=what, inputs=len(x0),
                                       psnr=round(float(couplings.psnr(x, x0).mean()), 4),

@@ -30,7 +30,6 @@ import fid                                                      # noqa: E402
 PROG = 'score_restorations.py'
 TOY = sorted(name for name, coupling in couplings.COUPLINGS.items() if coupling.toy)
 SEED = 7                                                        # train.py's evaluation: the exact samples' seed
-INPUTS_SEED = 5                                                 # train.py's evaluation: the corruption of its inputs
 
 
 def get_args(argv=None):
@@ -99,11 +98,9 @@ def read_samples(p, path):
 
 
 def held_out_inputs(coupling):
-    """train.py's evaluation inputs on the toy (device cpu): data.hold_out's points, corrupted with INPUTS_SEED."""
+    """train.py's evaluation pairs (x0, c) on the toy (device cpu): data.hold_out's points, corrupted as it does."""
     dataset, _, _ = data.make_dataset('toy')
-    _, held_out = data.hold_out(dataset, coupling.eval_pairs[0])
-    x0 = held_out.tensors[0]
-    return x0, coupling.corrupt(x0, torch.Generator().manual_seed(INPUTS_SEED))
+    return couplings.evaluation_pairs(coupling, data.hold_out(dataset, coupling.eval_pairs[0])[1])
 
 
 def score(coupling, c, samples, seed=SEED):

@@ -14,6 +14,7 @@ import couplings
 import restoration_baselines
 import restoration
 import run
+import score_restorations
 import train
 from conftest import exit_code
 
@@ -56,7 +57,7 @@ def test_quick_never_writes_the_committed_results(capsys):
 
 
 def test_floor_inputs_are_the_held_out_pairs_train_py_evaluates(tmp_path, monkeypatch):
-    """train.py's own evaluation inputs (caught where it draws the sources), against restoration.held_out_pairs."""
+    """train.py's own evaluation inputs (caught where it draws the sources) against score_restorations'."""
     seen, real = [], train.make_coupled_evaluator
 
     def spy(*args, **kwargs):
@@ -72,7 +73,7 @@ def test_floor_inputs_are_the_held_out_pairs_train_py_evaluates(tmp_path, monkey
     inputs, per = coupling.eval_pairs
     c = torch.cat(seen).view(inputs, per, 2)
     assert torch.equal(c, c[:, :1].expand(-1, per, -1))        # input i: rows i*per ... i*per + per - 1
-    assert torch.equal(c[:, 0], restoration.held_out_pairs(coupling)[1])
+    assert torch.equal(c[:, 0], score_restorations.held_out_inputs(coupling)[1])
 
 
 # ---------------------------------------------------------------------------------------------------- tables
