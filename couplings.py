@@ -236,6 +236,18 @@ def source(c, s, generator=None):
     return c + s * _noise(c.shape, c, generator)
 
 
+def restore(sample_fn, c, k, s, generator=None, chunk=500, progress=None):
+    """k restorations of each input: sample_fn(x1, c) on x1 = source(c, s) for c (N, ...) repeated k times, in chunks
+    of `chunk` rows -> (N, k, ...) float on the CPU, [i, j] the j-th of input i; progress(rows done) after each."""
+    cs, out = c.repeat_interleave(k, 0), []
+    for i in range(0, len(cs), chunk):
+        out.append(sample_fn(source(cs[i:i + chunk], s, generator), cs[i:i + chunk]).float().cpu())
+        if progress:
+            progress(min(len(cs), i + chunk))
+    out = torch.cat(out)
+    return out.view(len(c), k, *out.shape[1:])
+
+
 # ---------------------------------------------------------------------------------------------------- metrics
 # samples (N, K, ...): K samples for each of N inputs; images in [-1, 1]
 

@@ -141,6 +141,18 @@ def test_source_is_c_plus_s_times_fresh_unit_noise():
     assert torch.equal(couplings.source(c, 0.3, gen(1)), c + 0.3 * randn((3, 2), 1))
 
 
+
+@pytest.mark.parametrize('chunk', [500, 4, 3])
+def test_restore_draws_k_sources_per_input_in_rows_i_k_chunk_by_chunk_from_one_stream(chunk):
+    c, done, g = randn((5, 2), 0), [], gen(1)
+    x = couplings.restore(lambda x1, cc: torch.cat([x1, cc], 1), c, 3, 0.3, gen(1), chunk=chunk, progress=done.append)
+    assert x.shape == (5, 3, 4) and done == [min(i, 15) for i in range(chunk, 15 + chunk, chunk)]
+    assert torch.equal(x[..., 2:], c[:, None].expand(5, 3, 2).float())   # [i, j] restores input i
+    cs = c.repeat_interleave(3, 0)
+    expected = torch.cat([couplings.source(cs[i:i + chunk], 0.3, g) for i in range(0, 15, chunk)])
+    assert torch.equal(x[..., :2].flatten(0, 1), expected.float())
+
+
 # ---------------------------------------------------------------------------------------------------- toy posterior
 
 INFLATE = 2.0

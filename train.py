@@ -438,14 +438,10 @@ def make_coupled_evaluator(args, run, coupling, held_out, dataset, interp, teach
     @torch.no_grad()
     @torch.compiler.set_stance('force_eager')
     def evaluate(name, sample_fn, quiet=False):
-        g, cs = torch.Generator(device).manual_seed(1), c.repeat_interleave(per, 0)    # input i: rows i*per...
-        bar = fid.Progress(f'samples of {name}', len(cs), 'samples', None if quiet else run.log, args.log_every,
+        bar = fid.Progress(f'samples of {name}', inputs * per, 'samples', None if quiet else run.log, args.log_every,
                            end=False)
-        chunks = []
-        for i in range(0, len(cs), 500):
-            chunks.append(sample_fn(couplings.source(cs[i:i + 500], s, g), cs[i:i + 500]).float().cpu())
-            bar(min(len(cs), i + 500))
-        x, path = torch.cat(chunks).view(inputs, per, *c.shape[1:]), os.path.join(args.out, f'samples_{name}.png')
+        x = couplings.restore(sample_fn, c, per, s, torch.Generator(device).manual_seed(1), progress=bar)
+        path = os.path.join(args.out, f'samples_{name}.png')
         metrics = couplings.restoration_metrics(coupling, x0.cpu(), c.cpu(), x, torch.Generator().manual_seed(7))
         if toy:
             fid.save_scatter(x[:8].flatten(0, 1), torch.arange(8).repeat_interleave(per), path)
