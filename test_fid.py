@@ -329,13 +329,16 @@ def test_dataset_stats_cached_once(tmp_path, monkeypatch):
         np.testing.assert_array_equal(a, b)
 
 
-def test_cli_two_folders_then_saved_stats_against_same_folder_is_zero(tmp_path, hub_home):
+def test_cli_two_folders_then_saved_stats_against_same_folder_is_zero(tmp_path, hub_home, monkeypatch, capsys):
+    # fid.main in this process (the subprocess route and its one-line errors: the tests below), weights from the hub
+    def cli(*args):
+        fid.main([str(a) for a in args])
+        return capsys.readouterr().out
+    monkeypatch.setenv('TORCH_HOME', str(hub_home))
     folder_a, folder_b = write_pngs(tmp_path / 'a', seed=0), write_pngs(tmp_path / 'b', seed=1)
-    assert run_cli(folder_a, '--save-stats', tmp_path / 'a.npz', torch_home=hub_home).returncode == 0
+    cli(folder_a, '--save-stats', tmp_path / 'a.npz')
     assert sorted(os.listdir(tmp_path)) == ['a', 'a.npz', 'b']                 # no temporary file left
-    result = run_cli(folder_a, folder_b, '--batch-size', 3, torch_home=hub_home)
-    assert result.returncode == 0, result.stderr
-    distance = float(result.stdout.split('FID:')[1])
+    distance = float(cli(folder_a, folder_b, '--batch-size', 3).split('FID:')[1])
     # the value, independently: PNGs read here to [-1, 1] (the network itself is checked against pytorch-fid's above),
     # numpy statistics and the n x n eigenvalue form of the trace term (conftest.frechet_of_samples)
     net = fid.load_inception(hub_home / 'hub' / 'checkpoints' / fid.WEIGHTS_NAME)
@@ -350,9 +353,7 @@ def test_cli_two_folders_then_saved_stats_against_same_folder_is_zero(tmp_path, 
     assert expected > 1 and distance == pytest.approx(expected, rel=1e-4)
     # Saved stats of a folder against the folder itself: identical features (same batches, eval mode), and the
     # covariance of 4 samples has rank 3 in 2048 dims: the rank threshold leaves only float64 rounding of Tr S.
-    result = run_cli(tmp_path / 'a.npz', folder_a, torch_home=hub_home)
-    assert result.returncode == 0, result.stderr
-    assert abs(float(result.stdout.split('FID:')[1])) < 1e-9 * distance
+    assert abs(float(cli(tmp_path / 'a.npz', folder_a).split('FID:')[1])) < 1e-9 * distance
 
 
 def test_cli_missing_folder_is_one_line_exit_2(tmp_path):
