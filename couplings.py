@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 TOY_MODES, TOY_RADIUS, TOY_STD = 8, 2.0, 0.15   # data.toy_data's mixture: mode k at radius (cos, sin)(2 pi k / 8)
 FAMILIES = ('fm', 'bridge', 'si')               # interpolants with a coupled source; vp/ve: Gaussian source only
-SOURCE_NOISE = 0.5                              # s of train.py --source-noise: measured on the toy (README)
+SOURCE_NOISE = 0.5                              # s of x1 = c + s zeta unless a coupling sets its own: measured (README)
 
 
 def _noise(shape, like, generator=None, uniform=False):
@@ -39,8 +39,8 @@ class Coupling:
     toy = False
     eval_pairs = (128, 8)       # train.py evaluates K = 8 samples of 128 held-out inputs: psnr_mean of 8, diversity
 
-    def __init__(self, name):
-        self.name = name
+    def __init__(self, name, source_noise=SOURCE_NOISE):
+        self.name, self.source_noise = name, source_noise      # the default of train.py --source-noise
 
     def __repr__(self):
         return f'{type(self).__name__}({self.name!r})'
@@ -155,8 +155,8 @@ class ToyCoupling(Coupling):
     toy = True
     eval_pairs = (32, 500)      # cswd and mode_tv over 32 held-out inputs x 500 samples (floor: exact vs exact)
 
-    def __init__(self, name, std, seen):
-        super().__init__(name)
+    def __init__(self, name, std, seen, source_noise=SOURCE_NOISE):
+        super().__init__(name, source_noise)
         self.std, self.seen = std, tuple(seen)
 
     def _seen(self, x):
@@ -203,8 +203,8 @@ COUPLINGS = {coupling.name: coupling for coupling in [
     InpaintCenter('inpaint-center'),                    # I2SB's centre mask, hole filled with N(0, 1)
     AdditiveNoise('noise0.5', 0.5),                     # denoising at std 0.5 in [-1, 1] units: chosen here
     ToyCoupling('toy-noise0.5', 0.5, (1, 1)),           # chosen here: neighbouring modes 1.53 apart, often 2 per c
-    ToyCoupling('toy-proj0.1', 0.1, (1, 0)),            # chosen here: modes k, 8 - k share x0_1: bimodal posterior
-]}
+    ToyCoupling('toy-proj0.1', 0.1, (1, 0), 1.0),       # chosen here: modes k, 8 - k share x0_1: bimodal posterior
+]}                                                      # (source noise 1: measured, README; the others' 0.5 too)
 
 
 def make_coupling(name):

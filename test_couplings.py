@@ -41,6 +41,8 @@ def test_the_couplings_and_families_of_the_design():
     assert {name for name, c in COUPLINGS.items() if c.toy} == {'toy-noise0.5', 'toy-proj0.1'}
     assert all(make_coupling(name).name == name for name in COUPLINGS)
     one_line_error(lambda: make_coupling('sr3'), "'sr3'", *COUPLINGS)
+    # the source noise s of each coupling (train.py's default), measured on the toy (README): 1 on toy-proj0.1
+    assert {name: c.source_noise for name, c in COUPLINGS.items()} == dict.fromkeys(COUPLINGS, 0.5) | {'toy-proj0.1': 1}
 
 
 def test_toy_constants_are_data_toy_data_mixture():

@@ -1424,6 +1424,15 @@ def few_pairs(monkeypatch):
     monkeypatch.setattr(couplings.Coupling, 'eval_pairs', (4, 2))
 
 
+def test_coupled_toy_defaults_are_the_couplings_source_noise_and_the_coupled_preset(tmp_path):
+    get = lambda *flags: train.get_args(['--dataset', 'toy', '--out', str(tmp_path), *map(str, flags)])
+    for name, s in (('toy-noise0.5', 0.5), ('toy-proj0.1', 1.0)):                   # measured (README)
+        args = get('--coupling', name)
+        assert (args.source_noise, args.lr, args.teacher_steps, args.steps) == (s, 1e-3, 8000, 2000)
+    assert get('--coupling', 'toy-proj0.1', '--source-noise', 0.3).source_noise == 0.3
+    assert (get().source_noise, get().lr, get().teacher_steps) == (None, 3e-4, 3000)   # no coupling: the toy preset
+
+
 @pytest.mark.parametrize('family', couplings.FAMILIES)
 def test_every_coupled_family_trains_a_teacher_and_distils_it(family, few_pairs, tmp_path):
     # toy-noise0.5 in each family with a data source, at a test's budget (1500 teacher steps, 300 updates, a 20-NFE

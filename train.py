@@ -102,7 +102,8 @@ def get_args(argv=None):
     a('--coupling', choices=sorted(couplings.COUPLINGS), default=None,
       help='data-to-data (App. C, Def. 5): restore c = corruption(x0); every network sees c (couplings.py)')
     a('--source-noise', type=checked(float, lambda v: 0 <= v < math.inf, 'a number >= 0'), default=None,
-      help=f's of the coupled source x1 = c + s zeta (default with --coupling: {couplings.SOURCE_NOISE}, README)')
+      help="s of the coupled source x1 = c + s zeta (default: the coupling's: " + ', '.join(
+          f'{k} {c.source_noise}' for k, c in couplings.COUPLINGS.items()) + '; measured, README)')
     a = p.add_argument_group('data').add_argument
     a('--dataset', choices=['cifar10', 'celeba', 'folder', 'toy'], default='cifar10')
     a('--data-dir', default='./data', help='CIFAR-10 root, or the image folder for folder/celeba')
@@ -163,7 +164,8 @@ def get_args(argv=None):
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.warmup = 500 if args.warmup is None else args.warmup
-    args.source_noise = couplings.SOURCE_NOISE if args.coupling and args.source_noise is None else args.source_noise
+    if args.coupling and args.source_noise is None:
+        args.source_noise = couplings.make_coupling(args.coupling).source_noise
     args.lr_fake = args.lr_fake or args.lr
     check_args(p, args)
     return args

@@ -28,7 +28,7 @@ def planned(runs, quick=False):
 
 
 def test_commands_parse_with_train_py_and_each_uid_run_distils_its_seeds_realuid_teacher(tmp_path, monkeypatch):
-    monkeypatch.setattr(restoration, 'EXTRA_FLAGS', '--lr 0.001 --source-noise 0.5')
+    monkeypatch.setattr(restoration, 'EXTRA_FLAGS', '--lr 0.001 --source-noise 0.7')
     runner = planned(tmp_path, quick=True)
     assert len(runner.jobs) == 2 * (3 + 3 + 1)
     for name, argv, deps in runner.jobs:
@@ -43,7 +43,7 @@ def test_commands_parse_with_train_py_and_each_uid_run_distils_its_seeds_realuid
         assert (args.coupling, args.seed, args.out, args.lr) == (coupling, int(seed), runner.out(name), 0.001)
         assert (args.teacher_steps, args.steps, args.eval_every) == (200, 20, 20)          # --quick's budget
         assert (args.alpha, args.beta) == ((1, 1) if method == 'uid' else (0.98, 0.96))
-        assert args.source_noise == (0 if method == 'control' else 0.5)   # the control's 0 wins over EXTRA_FLAGS
+        assert args.source_noise == (0 if method == 'control' else 0.7)   # the control's 0 wins over EXTRA_FLAGS
         assert args.teacher == (os.path.join(runner.out(deps[0]), 'teacher.pt') if method == 'uid' else None)
         assert deps == ((f'{coupling}_realuid_s{seed}',) if method == 'uid' else ())
     assert sorted(n for n in parsed if 'control' in n) == ['toy-noise0.5_control_s0', 'toy-proj0.1_control_s0']
