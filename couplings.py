@@ -294,17 +294,32 @@ def mode_tv(coupling, c, samples):
     return float(0.5 * (hist - weights).abs().sum(-1).mean())
 
 
+def off_mode(coupling, c, samples, level=0.999):
+    """Fraction of samples[i] (K, 2) outside every component of the exact posterior of c[i] that has weight >= 1e-3:
+    its squared Mahalanobis distance to each is above the chi-square(2) `level` quantile, -2 log(1 - level) (13.8).
+    Exact samples: about 1 - level; a one-step map from the Gaussian source puts its trails between modes here."""
+    if not coupling.toy:
+        raise ValueError(f'off_mode needs a toy coupling, got {coupling.name}')
+    if samples.dim() != 3 or samples.shape[2] != 2 or len(samples) != len(c):
+        raise ValueError(f'off_mode needs samples (N, K, 2) for c {tuple(c.shape)}, got {tuple(samples.shape)}')
+    log_weights, means, stds = coupling.posterior(c.to(samples.dtype))
+    d2 = ((samples[:, :, None] - means[:, None]) / stds[:, None]).square().sum(-1)       # (N, K, modes)
+    d2 = d2.masked_fill(log_weights[:, None] < math.log(1e-3), math.inf)
+    return float((d2.min(-1).values > -2 * math.log1p(-level)).to(samples.dtype).mean())
+
+
 def restoration_metrics(coupling, x0, c, samples, generator=None):
     """Metrics of samples (N, K, ...) restoring inputs c (N, ...) of ground truth x0 (N, ...) -> dict of floats.
-    toy: cswd against K exact posterior samples per input (drawn from `generator`), mode_tv. images: psnr (mean
-    over single samples), psnr_mean (of the mean of the K samples), consistency (mean), diversity (nan if K = 1)."""
+    toy: cswd against K exact posterior samples per input (drawn from `generator`), mode_tv, off_mode. images: psnr
+    (mean over single samples), psnr_mean (of the mean of the K samples), consistency (mean), diversity (nan if K = 1)."""
     n, k = samples.shape[:2]
     if samples.shape[2:] != x0.shape[1:] or n != len(x0) or c.shape != x0.shape:
         raise ValueError(f'restoration_metrics needs samples (N, K, ...) and c of x0\'s shape {tuple(x0.shape)}, got '
                          f'samples {tuple(samples.shape)} and c {tuple(c.shape)}')
     if coupling.toy:
         exact = coupling.posterior_sample(c, k, generator)
-        return dict(cswd=cswd(samples, exact), mode_tv=mode_tv(coupling, c, samples))
+        return dict(cswd=cswd(samples, exact), mode_tv=mode_tv(coupling, c, samples),
+                    off_mode=off_mode(coupling, c, samples))
     single = samples.flatten(0, 1)
     return dict(psnr=float(psnr(single, x0.repeat_interleave(k, 0)).mean()),
                 psnr_mean=float(psnr(samples.mean(1), x0).mean()),

@@ -311,6 +311,36 @@ def test_mode_tv_hand_values():
     one_line_error(lambda: couplings.mode_tv(coupling, c, balanced[0]), '(N, K, 2)', '(16, 2)')
 
 
+@pytest.mark.parametrize('name', ['toy-noise0.5', 'toy-proj0.1'])
+def test_off_mode_of_exact_samples_is_one_minus_level_plus_the_light_components_mass(name):
+    coupling = make_coupling(name)
+    c = coupling.corrupt(data.toy_data(32, seed=4321)[0], gen(0))        # the floor's inputs (below)
+    exact = coupling.posterior_sample(c, 5000, gen(1))                  # 160 000 samples: binomial std <= 1e-4
+    weights, means, stds = coupling.posterior(c)
+    weights = weights.exp()
+    light = float((weights * (weights < 1e-3)).sum(1).mean())          # a component below weight 1e-3 is no mode
+    for level in (0.999, 0.99):
+        expected = (1 - level) * (1 - light) + light                    # the components do not overlap at 3.7 sigma
+        tolerance = 3 * (expected / 160e3) ** 0.5
+        assert couplings.off_mode(coupling, c, exact, level) == pytest.approx(expected, abs=tolerance)
+    first = means[torch.arange(32), weights.argmax(1)]                  # on the heaviest component: on a mode;
+    sd = stds[torch.arange(32), weights.argmax(1)]                      # 4 sigma off it on the seen coordinate
+    assert couplings.off_mode(coupling, c, first[:, None]) == 0        # (16 > 13.8, and nearer no other): off
+    assert couplings.off_mode(coupling, c, (first + 4 * sd * torch.tensor([1.0, 0], dtype=DTYPE))[:, None]) == 1
+    lightest = means[torch.arange(32), weights.argmin(1)][:, None]      # on a component of weight < 1e-3: off
+    assert (weights.min(1).values < 1e-3).all() and couplings.off_mode(coupling, c, lightest) == 1
+    one_line_error(lambda: couplings.off_mode(make_coupling('sr2'), c, exact), 'toy', 'sr2')
+
+
+def test_off_mode_counts_a_sample_between_two_equally_likely_modes():
+    coupling, m = make_coupling('toy-noise0.5'), couplings.toy_means(DTYPE)
+    c = ((m[0] + m[1]) / 2)[None]                                       # modes 0 and 1 equally likely
+    weights, means, _ = coupling.posterior(c)
+    assert weights.exp()[0, 0] == pytest.approx(weights.exp()[0, 1], rel=1e-12)
+    between = ((means[0, 0] + means[0, 1]) / 2)[None, None]             # 0.7 from each, stds 0.14: 5 sigma
+    assert couplings.off_mode(coupling, c, torch.cat([between, means[:, :2]], 1)) == pytest.approx(1 / 3)
+
+
 def test_restoration_metrics_of_images_hand_values():
     coupling, x0 = make_coupling('sr2'), randn((3, 3, 4, 4), 0)
     c = coupling.corrupt(x0)

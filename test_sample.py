@@ -620,6 +620,7 @@ def test_scored_restorations_of_train_pys_inputs_are_the_numbers_train_py_record
         assert (printed['inputs'], printed['per_input'], printed['coupling']) == (32, 500, 'toy-noise0.5')
         assert printed['cswd'] == pytest.approx(recorded['cswd'], rel=1e-6)
         assert printed['mode_tv'] == pytest.approx(recorded['mode_tv'], rel=1e-6)
+        assert printed['off_mode'] == pytest.approx(recorded['off_mode'], abs=1 / 16000)   # one sample of 32 x 500
     assert teacher['cswd'] < 0.9 * ema['cswd']                      # two networks told apart: not one number twice
 
 

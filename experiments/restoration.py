@@ -84,8 +84,8 @@ def plan(runner, quick=False):
 # ---------------------------------------------------------------------------------------------------- reading
 
 def read(out):
-    """A run's metrics.jsonl -> dict(teacher, init, best: {'cswd', 'mode_tv'}, network: the best's name, step,
-    nfe). best: of the networks of the LAST evaluation (the one its samples_*.png show), the lowest cswd."""
+    """A run's metrics.jsonl -> dict(teacher, init, best: {'cswd', 'mode_tv', 'off_mode'}, network: the best's name,
+    step, nfe). best: of the networks of the LAST evaluation (the one its samples_*.png show), the lowest cswd."""
     rows = train.read_records(os.path.join(out, 'metrics.jsonl'))
     (key, teacher), = next(r for r in rows if r['phase'] == 'teacher')['metrics'].items()    # 'teacher_nfe100'
     distill = [r for r in rows if r['phase'] == 'distill']
@@ -100,7 +100,7 @@ def read(out):
 
 def floor(coupling_name, seeds=(1, 2, 3)):
     """Exact posterior samples scored as train.py scores a run's (restoration_metrics, its reference seed 7), one
-    independent draw per seed -> [{'cswd', 'mode_tv'}]: what a perfect restorer gets."""
+    independent draw per seed -> [{'cswd', 'mode_tv', 'off_mode'}]: what a perfect restorer gets."""
     coupling = couplings.make_coupling(coupling_name)
     (x0, c), per = score_restorations.held_out_inputs(coupling), coupling.eval_pairs[1]
     return [couplings.restoration_metrics(coupling, x0, c, coupling.posterior_sample(c, per, gen(seed)), gen(7))
@@ -114,9 +114,9 @@ def gen(seed):
 # ---------------------------------------------------------------------------------------------------- tables
 
 def row(label, metrics, ratios=None, networks=''):
-    """One table line: cswd and mode_tv as mean ± std over the runs, cswd over its teacher's per run."""
-    cells = [run.fmt([m[k] for m in metrics]) for k in ('cswd', 'mode_tv')]
-    return f'| {label} | {cells[0]} | {cells[1]} | {run.fmt(ratios, 2) if ratios else ""} | {networks} |'
+    """One table line: cswd, mode_tv and off_mode as mean ± std over the runs, cswd over its teacher's per run."""
+    cells = ' | '.join(run.fmt([m[k] for m in metrics]) for k in ('cswd', 'mode_tv', 'off_mode'))
+    return f'| {label} | {cells} | {run.fmt(ratios, 2) if ratios else ""} | {networks} |'
 
 
 def table(runs, coupling):
@@ -127,8 +127,9 @@ def table(runs, coupling):
     best = lambda method, label: row(label, [r['best'] for r in found[method]], ratio(found[method], 'best'),
                                      ', '.join(r['network'] for r in found[method]))
     realuid, control, nfe = found['realuid'], found['control'], found['realuid'][0]['nfe']
-    lines = [f'## `{coupling}`', '', '| | cswd | mode_tv | cswd / its teacher\'s | best network (per seed) |',
-             '|---|---|---|---|---|',
+    lines = [f'## `{coupling}`', '',
+             '| | cswd | mode_tv | off_mode | cswd / its teacher\'s | best network (per seed) |',
+             '|---|---|---|---|---|---|',
              row('exact posterior samples (the floor)', floor(coupling)),
              row(f'teacher, {nfe} NFE', [r['teacher'] for r in realuid]),
              row('one-step generator at initialisation', [r['init'] for r in realuid], ratio(realuid, 'init')),
@@ -157,7 +158,9 @@ def tables(runs):
             f'train.py\'s coupled evaluation: {per[0]} held-out inputs c (never trained on) x {per[1]} samples each. '
             '`cswd`: sliced Wasserstein to exact posterior samples of p(x0 | c), averaged over the inputs; '
             '`mode_tv`: total variation between the samples\' nearest-mode histogram and the posterior\'s mode '
-            f'weights. Mean ± std over seeds {", ".join(map(str, SEEDS))} (the control: seed 0 only). Best one-step: '
+            'weights; `off_mode`: the fraction of samples outside every posterior component\'s 99.9% ellipse (of '
+            'weight >= 1e-3), 0.001 for exact samples: the trails between modes. Mean ± std over seeds '
+            f'{", ".join(map(str, SEEDS))} (the control: seed 0 only). Best one-step: '
             f'of the networks of the last evaluation (update {", ".join(map(str, steps))}: the generator and its '
             'EMAs), the one with the lowest cswd, per seed. `cswd / its teacher\'s`: per run, over the cswd of the '
             '100-NFE teacher it distils (UID: the RealUID run\'s teacher of its seed). The floor: three independent '

@@ -1,12 +1,12 @@
 """Score a toy restorer's samples (sample.py --inputs) against the exact posterior p(x0 | c), outside train.py:
-couplings.posterior_sample draws K exact samples for each input, couplings.cswd and couplings.mode_tv compare them.
+couplings.posterior_sample draws K exact samples for each input; couplings.cswd, mode_tv and off_mode compare them.
 
     python experiments/score_restorations.py --write-inputs c.npz --coupling toy-noise0.5    # train.py's 32 inputs
     python sample.py runs/toy/ckpt.pt --inputs c.npz --per-input 500 --npz --seed 1 --out s/
     python experiments/score_restorations.py s/samples.npz        # the coupling from s/sample.json
 
 Reads sample.py's samples.npz: arr_0 (N K, 2), sample i K + j restoring input i, and inputs (N, 2), the c of each
-input. Prints one JSON line {"cswd", "mode_tv", "inputs": N, "per_input": K, "coupling", "seed"}.
+input. Prints one JSON line {"cswd", "mode_tv", "off_mode", "inputs": N, "per_input": K, "coupling", "seed"}.
 
 --write-inputs writes the held-out inputs train.py evaluates on (the toy data's held-out points, corrupted with its
 seed, on the CPU) as arr_0, their clean points as x0. With them, sample.py's --seed 1 and --batch-size 500 (its
@@ -104,9 +104,10 @@ def held_out_inputs(coupling):
 
 
 def score(coupling, c, samples, seed=SEED):
-    """cswd and mode_tv of samples (N, K, 2) restoring c (N, 2), against K exact posterior samples per input."""
+    """cswd, mode_tv, off_mode of samples (N, K, 2) restoring c (N, 2), against K exact posterior samples per input."""
     exact = coupling.posterior_sample(c, samples.shape[1], torch.Generator().manual_seed(seed))
-    return dict(cswd=couplings.cswd(samples, exact), mode_tv=couplings.mode_tv(coupling, c, samples))
+    return dict(cswd=couplings.cswd(samples, exact), mode_tv=couplings.mode_tv(coupling, c, samples),
+                off_mode=couplings.off_mode(coupling, c, samples))
 
 
 def main(argv=None):

@@ -26,7 +26,7 @@ def test_score_is_restoration_metrics_of_the_same_arrays_in_sample_pys_layout(na
     assert run(tmp_path / 'samples.npz', '--coupling', name) == 0
     printed = json.loads(capsys.readouterr().out)
     expected = couplings.restoration_metrics(coupling, x0, c, samples, torch.Generator().manual_seed(7))
-    assert (printed['cswd'], printed['mode_tv']) == (expected['cswd'], expected['mode_tv'])
+    assert {k: printed[k] for k in expected} == expected                # cswd, mode_tv, off_mode
     assert (printed['inputs'], printed['per_input'], printed['coupling'], printed['seed']) == (6, 4, name, 7)
     # the other order of the rows (sample j of every input, then j + 1) is another score, not this one
     np.savez(tmp_path / 'other.npz', arr_0=samples.transpose(0, 1).flatten(0, 1).numpy(), inputs=c.numpy())
