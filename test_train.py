@@ -598,6 +598,8 @@ BAD_FLAGS = {  # name: (argv after --dataset toy --out OUT, phrase the one line 
     'coupling_with_cond': (['--coupling', 'toy-noise0.5', '--cond'], "--coupling takes no --cond or --gan"),
     'coupling_with_gan': (['--coupling', 'toy-noise0.5', '--gan', '0.1', '1'], "--coupling takes no --cond or --gan"),
     'source_noise_without_coupling': (['--source-noise', '0.5'], '--source-noise is the noise of a coupled source'),
+    'fid_samples_with_coupling': (['--coupling', 'toy-noise0.5', '--fid-samples', '100'],
+                                  '--fid-samples: a --coupling run is scored by restoration metrics and fd_pix16'),
     'source_noise_negative': (['--coupling', 'toy-noise0.5', '--source-noise=-1'],
                               '--source-noise: must be a number >= 0, got -1'),
     'uncoupled_teacher_for_a_coupling': (['--coupling', 'toy-noise0.5', '--teacher', '{tmp}/uncond.pt'],

@@ -156,6 +156,8 @@ def get_args(argv=None):
     a('--resume', action='store_true', help='continue exactly from OUT/teacher_ckpt.pt or OUT/ckpt.pt')
     a('--log-every', type=RATE, default=5.0, help='seconds between progress lines')
     args = p.parse_args(argv)
+    if args.coupling and args.fid_samples:                      # the user's, before the image preset's 50 000
+        p.error('--fid-samples: a --coupling run is scored by restoration metrics and fd_pix16, not FID (README)')
     if args.finetune:                                           # App. D.2: fine-tuning at lr 1e-5, no warm-up
         args.lr = args.lr or 1e-5
         args.warmup = 0 if args.warmup is None else args.warmup

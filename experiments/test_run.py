@@ -1,7 +1,8 @@
 """run.py: its --quick mode end to end (train.py and sample.py subprocesses, every table), and its helpers.
 
-The quick run takes about 40 s on 2 CPU cores (17 short subprocesses, two at a time, ~4 s of it imports each); it needs
-neither ../shared nor matplotlib (without matplotlib the plots are skipped with one printed line).
+The quick run takes 50-80 s on 2 CPU cores (17 short subprocesses, two at a time, ~4 s of it imports each): its four
+tests are marked slow (`pytest -m slow`); it needs neither ../shared nor matplotlib (without matplotlib the plots are
+skipped with one printed line). The helpers' tests run by default.
 """
 import math
 import sys
@@ -40,6 +41,7 @@ def table_rows(path):
         return [line for line in f.read().splitlines() if line.startswith('|') and not line.startswith('|---')]
 
 
+@pytest.mark.slow
 def test_quick_mode_writes_every_table_with_finite_numbers(quick_run):
     results, _, _ = quick_run
     for name, rows in (('missing_mode.md', 4), ('convergence.md', 4), ('images.md', 6)):
@@ -54,6 +56,7 @@ def test_quick_mode_writes_every_table_with_finite_numbers(quick_run):
     assert '| real images (half vs the other half) |' in images and '| RealUID 0.98, 0.96 | 1 |' in images
 
 
+@pytest.mark.slow
 def test_commands_md_lists_every_job_as_a_valid_command_that_ran(quick_run):
     """Every `python train.py|sample.py ...` line parses with that script's own parser, and its output exists."""
     results, runs, done = quick_run
@@ -72,6 +75,7 @@ def test_commands_md_lists_every_job_as_a_valid_command_that_ran(quick_run):
             assert os.path.isfile(os.path.join(args.out, 'samples.npz'))
 
 
+@pytest.mark.slow
 def test_quick_mode_plots_decode(quick_run):
     pytest.importorskip('matplotlib')
     results, _, _ = quick_run
@@ -81,6 +85,7 @@ def test_quick_mode_plots_decode(quick_run):
         assert os.path.getsize(results / name) < 300_000                # small enough to commit
 
 
+@pytest.mark.slow
 def test_second_invocation_reuses_finished_runs(quick_run, tmp_path):
     """A finished job leaves RUNS/<name>.done: rerunning only redraws the tables (no subprocess starts)."""
     results, runs, done = quick_run
