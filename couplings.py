@@ -311,7 +311,8 @@ def off_mode(coupling, c, samples, level=0.999):
 def restoration_metrics(coupling, x0, c, samples, generator=None):
     """Metrics of samples (N, K, ...) restoring inputs c (N, ...) of ground truth x0 (N, ...) -> dict of floats.
     toy: cswd against K exact posterior samples per input (drawn from `generator`), mode_tv, off_mode. images: psnr
-    (mean over single samples), psnr_mean (of the mean of the K samples), consistency (mean), diversity (nan if K = 1)."""
+    (mean over single samples), psnr_mean (of the mean of the K samples), consistency (mean), diversity (nan if
+    K = 1)."""
     n, k = samples.shape[:2]
     if samples.shape[2:] != x0.shape[1:] or n != len(x0) or c.shape != x0.shape:
         raise ValueError(f'restoration_metrics needs samples (N, K, ...) and c of x0\'s shape {tuple(x0.shape)}, got '
