@@ -308,19 +308,24 @@ def off_mode(coupling, c, samples, level=0.999):
     return float((d2.min(-1).values > -2 * math.log1p(-level)).to(samples.dtype).mean())
 
 
+def toy_metrics(coupling, c, samples, generator=None):
+    """cswd of samples (N, K, 2) restoring c (N, 2) against K exact posterior samples per input (drawn from
+    `generator`), mode_tv and off_mode: the toy's restoration metrics."""
+    exact = coupling.posterior_sample(c, samples.shape[1], generator)
+    return dict(cswd=cswd(samples, exact), mode_tv=mode_tv(coupling, c, samples),
+                off_mode=off_mode(coupling, c, samples))
+
+
 def restoration_metrics(coupling, x0, c, samples, generator=None):
     """Metrics of samples (N, K, ...) restoring inputs c (N, ...) of ground truth x0 (N, ...) -> dict of floats.
-    toy: cswd against K exact posterior samples per input (drawn from `generator`), mode_tv, off_mode. images: psnr
-    (mean over single samples), psnr_mean (of the mean of the K samples), consistency (mean), diversity (nan if
-    K = 1)."""
+    toy: toy_metrics. images: psnr (mean over single samples), psnr_mean (of the mean of the K samples), consistency
+    (mean), diversity (nan if K = 1)."""
     n, k = samples.shape[:2]
     if samples.shape[2:] != x0.shape[1:] or n != len(x0) or c.shape != x0.shape:
         raise ValueError(f'restoration_metrics needs samples (N, K, ...) and c of x0\'s shape {tuple(x0.shape)}, got '
                          f'samples {tuple(samples.shape)} and c {tuple(c.shape)}')
     if coupling.toy:
-        exact = coupling.posterior_sample(c, k, generator)
-        return dict(cswd=cswd(samples, exact), mode_tv=mode_tv(coupling, c, samples),
-                    off_mode=off_mode(coupling, c, samples))
+        return toy_metrics(coupling, c, samples, generator)
     single = samples.flatten(0, 1)
     return dict(psnr=float(psnr(single, x0.repeat_interleave(k, 0)).mean()),
                 psnr_mean=float(psnr(samples.mean(1), x0).mean()),

@@ -105,9 +105,7 @@ def held_out_inputs(coupling):
 
 def score(coupling, c, samples, seed=SEED):
     """cswd, mode_tv, off_mode of samples (N, K, 2) restoring c (N, 2), against K exact posterior samples per input."""
-    exact = coupling.posterior_sample(c, samples.shape[1], torch.Generator().manual_seed(seed))
-    return dict(cswd=couplings.cswd(samples, exact), mode_tv=couplings.mode_tv(coupling, c, samples),
-                off_mode=couplings.off_mode(coupling, c, samples))
+    return couplings.toy_metrics(coupling, c, samples, torch.Generator().manual_seed(seed))
 
 
 def main(argv=None):
