@@ -98,11 +98,12 @@ def read(out):
                 step=last['step'], nfe=key.removeprefix('teacher_nfe'))
 
 
-def floor(coupling_name, seeds=(1, 2, 3)):
+def floor(coupling_name, seeds=(1, 2, 3), per=None):
     """Exact posterior samples scored as train.py scores a run's (restoration_metrics, its reference seed 7), one
-    independent draw per seed -> [{'cswd', 'mode_tv', 'off_mode'}]: what a perfect restorer gets."""
+    independent draw per seed, `per` samples an input (default train.py's) -> [{'cswd', 'mode_tv', 'off_mode'}]: what
+    a perfect restorer gets."""
     coupling = couplings.make_coupling(coupling_name)
-    (x0, c), per = score_restorations.held_out_inputs(coupling), coupling.eval_pairs[1]
+    (x0, c), per = score_restorations.held_out_inputs(coupling), per or coupling.eval_pairs[1]
     return [couplings.restoration_metrics(coupling, x0, c, coupling.posterior_sample(c, per, gen(seed)), gen(7))
             for seed in seeds]
 

@@ -76,6 +76,16 @@ def test_floor_inputs_are_the_held_out_pairs_train_py_evaluates(tmp_path, monkey
     assert torch.equal(c[:, 0], score_restorations.held_out_inputs(coupling)[1])
 
 
+def test_floor_scores_per_exact_samples_an_input_train_py_s_count_by_default(monkeypatch):
+    """experiments/README's 4 000-sample floor: `per` reaches the exact draws; without it train.py's 500 an input."""
+    shapes, real = [], couplings.restoration_metrics
+    monkeypatch.setattr(couplings, 'restoration_metrics',
+                        lambda cp, x0, c, x, g: shapes.append(tuple(x.shape)) or real(cp, x0, c, x, g))
+    assert len(restoration.floor('toy-noise0.5', seeds=(1, 2), per=7)) == 2
+    restoration.floor('toy-noise0.5', seeds=(1,))
+    assert shapes == [(32, 7, 2), (32, 7, 2), (32, 500, 2)]
+
+
 # ---------------------------------------------------------------------------------------------------- tables
 
 TEACHER = [0.1, 0.2, 0.3]                                       # cswd of seed 0, 1, 2's teacher
