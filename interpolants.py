@@ -37,6 +37,7 @@ class Interpolant:
     name = 'base'
     sde = False     # the teacher sampler integrates an SDE (Euler-Maruyama) instead of the ODE (Euler)
     t_min = 0.0     # training times are drawn from U[t_min, 1]; the sampler stops at the last grid point > 0
+    t_power = 1.0   # the uniform u behind a training time is drawn as u^t_power: < 1 moves weight to the source side
 
     def coeffs(self, t):                        # -> a, b, c, each of shape (B,)
         raise NotImplementedError
@@ -65,8 +66,13 @@ class Interpolant:
         b = float(self.coeffs(torch.ones(1))[1])
         return b * torch.randn(shape, device=device, generator=generator)
 
+    def uniform(self, n, device=None, generator=None):
+        """u ~ U[0, 1], raised to t_power (density u^(1/p - 1) / p): what sample_t maps to a training time."""
+        u = torch.rand(n, device=device, generator=generator)
+        return u if self.t_power == 1 else u.pow(self.t_power)
+
     def sample_t(self, n, device=None, generator=None):
-        return self.t_min + (1.0 - self.t_min) * torch.rand(n, device=device, generator=generator)
+        return self.t_min + (1.0 - self.t_min) * self.uniform(n, device, generator)
 
     def sample(self, x0, x1=None, t=None, eps=None, generator=None):
         """Draw (t, x_t, target) for data x0; x1 defaults to N(0, I), t to U[t_min, 1], eps to N(0, I)."""
@@ -244,7 +250,7 @@ class VE(Interpolant):
         uniform on the truncated range), as t = ln(sigma/sigma_min) / ln(sigma_max/sigma_min)."""
         cdf = lambda s: 0.5 * math.erfc(-(math.log(s) - self.p_mean) / (self.p_std * math.sqrt(2)))
         lo, hi = cdf(self.sigma_min), cdf(self.sigma_max)
-        u = lo + (hi - lo) * torch.rand(n, device=device, generator=generator)
+        u = lo + (hi - lo) * self.uniform(n, device, generator)
         log_sigma = self.p_mean + self.p_std * torch.special.ndtri(u)
         return ((log_sigma - math.log(self.sigma_min)) / math.log(self.sigma_max / self.sigma_min)).clamp(0, 1)
 

@@ -200,6 +200,19 @@ def test_ve_sample_t_is_edm_truncated_lognormal():
     assert torch.equal(interp.sample_t(5, device='cpu', generator=_gen(9)), interp.sample_t(5, None, _gen(9)))
 
 
+@pytest.mark.parametrize('name', ['fm', 'vp', 've', 'bridge', 'si'])
+def test_t_power_feeds_every_familys_time_map_u_to_the_p(name):
+    """train.py --t-power: each family's sample_t maps u^p, not u (ve: its truncated log-normal's CDF at u^p), drawn
+    from the same stream; p = 1 is the plain U[0, 1] draw, and p = 0.5 moves the times to the source side."""
+    plain, powered, reference = make_interpolant(name), make_interpolant(name), make_interpolant(name)
+    powered.t_power = 0.5
+    reference.uniform = lambda n, device=None, generator=None: torch.rand(n, generator=generator).sqrt()
+    assert torch.equal(plain.uniform(1000, generator=_gen(3)), torch.rand(1000, generator=_gen(3)))
+    t_plain, t_powered = plain.sample_t(1000, generator=_gen(3)), powered.sample_t(1000, generator=_gen(3))
+    assert torch.equal(t_powered, reference.sample_t(1000, generator=_gen(3)))
+    assert (t_powered >= t_plain).all() and t_powered.mean() > t_plain.mean() + 0.05
+
+
 # ------------------------------------------------------------------------------ 3. teachers from outside
 
 class EDMStyleDenoiser(torch.nn.Module):

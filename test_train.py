@@ -27,6 +27,7 @@ import losses
 import models
 import train
 from conftest import exit_code, frechet_of_samples, snapshot, write_images
+import interpolants
 from interpolants import make_interpolant
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -1450,6 +1451,16 @@ def test_every_coupled_family_trains_a_teacher_and_distils_it(family, few_pairs,
     best = min(m['cswd'] for m in final['metrics'].values())
     assert teacher < 0.28 and best < 0.85 * init and best < 1.25 * teacher, (teacher, init, best)
     assert final['losses']['gen_grad_max'] < 1e3
+
+
+def test_t_power_reaches_both_distillation_losses_and_not_the_teacher(tmp_path, monkeypatch):
+    # --t-power P: every time of the fake's RealUM and the generator's loss is drawn as u^P; the teacher's UM stays
+    # uniform (3 teacher steps, then 2 x (K = 2 fake updates + 1 generator update), one draw each)
+    seen, real = [], interpolants.Interpolant.uniform
+    monkeypatch.setattr(interpolants.Interpolant, 'uniform', lambda self, *a, **k: seen.append(self.t_power) or
+                        real(self, *a, **k))
+    assert main(*TOY_QUICK, '--teacher-steps', 3, '--steps', 2, '--t-power', 0.5, '--out', tmp_path) == 0
+    assert seen == [1.0] * 3 + [0.5] * 6
 
 
 def spy_calls(monkeypatch, module, name):

@@ -131,6 +131,8 @@ def get_args(argv=None):
     a('--lr-decay', choices=['none', 'cosine', 'linear'], default=None,
       help='after warm-up, to 0 at --steps (toy: cosine)')
     a('--clip', type=RATE, default=1.0, help='gradient-norm clipping of both networks')
+    a('--t-power', type=RATE, default=1.0, metavar='P', help="both distillation losses' times from u^P, u ~ U[0, 1] "
+      "(the teacher's stay uniform): 1 is Algorithm 1, < 1 weights the source side (experiments/README 6b)")
     a('--ema', type=DECAY, nargs='+', default=None, help='EMA decays of the generator (toy: 0.99 0.995 0.999)')
     a('--finetune', default=None, metavar='CKPT',
       help="fine-tuning stage: generator from CKPT's EMA, fake from teacher")
@@ -635,6 +637,8 @@ def distill(args, run, teacher_net, config, dataset, shape, num_classes, interp,
     classes, ckpt_path = num_classes if args.cond else None, os.path.join(args.out, 'ckpt.pt')
     coupling = args.coupling and couplings.make_coupling(args.coupling)
     source = lambda c: c if c is None else couplings.source(c, args.source_noise)   # a coupling's fresh x1, else None
+    interp = copy.copy(interp)                                  # --t-power: this phase's times only (README)
+    interp.t_power = args.t_power
     teacher = interp.precondition(teacher_net)
     generator = models.Generator(interp.precondition(copy.deepcopy(teacher_net)).requires_grad_(True).train(), interp)
     fake_net = models.build_model(config).to(run.device)        # random init (App. D.1)
