@@ -36,7 +36,7 @@ def _bc(v, x):
 class Interpolant:
     name = 'base'
     sde = False     # the teacher sampler integrates an SDE (Euler-Maruyama) instead of the ODE (Euler)
-    t_min = 0.0     # training times are drawn from U[t_min, 1]; the sampler stops at the last grid point > 0
+    t_min = 0.0     # training times in [t_min, 1] (sample_t); the sampler stops at the last grid point > 0
     t_power = 1.0   # the uniform u behind a training time is drawn as u^t_power: < 1 moves weight to the source side
 
     def coeffs(self, t):                        # -> a, b, c, each of shape (B,)
@@ -75,7 +75,8 @@ class Interpolant:
         return self.t_min + (1.0 - self.t_min) * self.uniform(n, device, generator)
 
     def sample(self, x0, x1=None, t=None, eps=None, generator=None):
-        """Draw (t, x_t, target) for data x0; x1 defaults to N(0, I), t to U[t_min, 1], eps to N(0, I)."""
+        """Draw (t, x_t, target) for data x0; x1 defaults to N(0, I), t to sample_t (U[t_min, 1] at t_power 1),
+        eps to N(0, I)."""
         if t is None:
             t = self.sample_t(x0.shape[0], x0.device, generator)
         t = t.to(x0.dtype).expand(x0.shape[0]) if t.dim() == 0 else t.to(x0.dtype)
