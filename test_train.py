@@ -23,11 +23,11 @@ from PIL import Image
 import couplings
 import data
 import fid
+import interpolants
 import losses
 import models
 import train
 from conftest import exit_code, frechet_of_samples, snapshot, write_images
-import interpolants
 from interpolants import make_interpolant
 
 HERE = os.path.dirname(os.path.abspath(__file__))
