@@ -281,13 +281,17 @@ def cswd(samples, exact, projections=256, seed=0):
     return float((x_proj - y_proj).square().mean((1, 2)).sqrt().mean())
 
 
+def _check_toy_samples(metric, coupling, c, samples):
+    if not coupling.toy:
+        raise ValueError(f'{metric} needs a toy coupling, got {coupling.name}')
+    if samples.dim() != 3 or samples.shape[2] != 2 or len(samples) != len(c):
+        raise ValueError(f'{metric} needs samples (N, K, 2) for c {tuple(c.shape)}, got {tuple(samples.shape)}')
+
+
 def mode_tv(coupling, c, samples):
     """Mean over inputs of the total variation 0.5 sum_k |hist_k - w_k| between the nearest-mode histogram of
     samples[i] (K, 2) and the exact posterior's mode weights w = softmax(log_weights) of c[i] (toy couplings)."""
-    if not coupling.toy:
-        raise ValueError(f'mode_tv needs a toy coupling, got {coupling.name}')
-    if samples.dim() != 3 or samples.shape[2] != 2 or len(samples) != len(c):
-        raise ValueError(f'mode_tv needs samples (N, K, 2) for c {tuple(c.shape)}, got {tuple(samples.shape)}')
+    _check_toy_samples('mode_tv', coupling, c, samples)
     weights = coupling.posterior(c)[0].exp()                                             # (N, modes)
     nearest = (samples[:, :, None] - toy_means(samples.dtype, samples.device)).norm(dim=-1).argmin(-1)   # (N, K)
     hist = F.one_hot(nearest, TOY_MODES).to(weights.dtype).mean(1)
@@ -298,10 +302,7 @@ def off_mode(coupling, c, samples, level=0.999):
     """Fraction of samples[i] (K, 2) outside every component of the exact posterior of c[i] that has weight >= 1e-3:
     its squared Mahalanobis distance to each is above the chi-square(2) `level` quantile, -2 log(1 - level) (13.8).
     Exact samples: about 1 - level; a one-step map from the Gaussian source puts its trails between modes here."""
-    if not coupling.toy:
-        raise ValueError(f'off_mode needs a toy coupling, got {coupling.name}')
-    if samples.dim() != 3 or samples.shape[2] != 2 or len(samples) != len(c):
-        raise ValueError(f'off_mode needs samples (N, K, 2) for c {tuple(c.shape)}, got {tuple(samples.shape)}')
+    _check_toy_samples('off_mode', coupling, c, samples)
     log_weights, means, stds = coupling.posterior(c.to(samples.dtype))
     d2 = ((samples[:, :, None] - means[:, None]) / stds[:, None]).square().sum(-1)       # (N, K, modes)
     d2 = d2.masked_fill(log_weights[:, None] < math.log(1e-3), math.inf)
