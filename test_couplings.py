@@ -143,7 +143,6 @@ def test_source_is_c_plus_s_times_fresh_unit_noise():
     assert torch.equal(couplings.source(c, 0.3, gen(1)), c + 0.3 * randn((3, 2), 1))
 
 
-
 @pytest.mark.parametrize('chunk', [500, 4, 3])
 def test_restore_draws_k_sources_per_input_in_rows_i_k_chunk_by_chunk_from_one_stream(chunk):
     c, done, g = randn((5, 2), 0), [], gen(1)
