@@ -288,25 +288,35 @@ def _check_toy_samples(metric, coupling, c, samples):
         raise ValueError(f'{metric} needs samples (N, K, 2) for c {tuple(c.shape)}, got {tuple(samples.shape)}')
 
 
+def nearest_mode(samples):
+    """Index of the nearest of the toy's 8 modes for each point of samples (..., 2): mode_tv's histogram."""
+    return (samples[..., None, :] - toy_means(samples.dtype, samples.device)).norm(dim=-1).argmin(-1)
+
+
 def mode_tv(coupling, c, samples):
     """Mean over inputs of the total variation 0.5 sum_k |hist_k - w_k| between the nearest-mode histogram of
     samples[i] (K, 2) and the exact posterior's mode weights w = softmax(log_weights) of c[i] (toy couplings)."""
     _check_toy_samples('mode_tv', coupling, c, samples)
     weights = coupling.posterior(c)[0].exp()                                             # (N, modes)
-    nearest = (samples[:, :, None] - toy_means(samples.dtype, samples.device)).norm(dim=-1).argmin(-1)   # (N, K)
-    hist = F.one_hot(nearest, TOY_MODES).to(weights.dtype).mean(1)
+    hist = F.one_hot(nearest_mode(samples), TOY_MODES).to(weights.dtype).mean(1)         # (N, modes)
     return float(0.5 * (hist - weights).abs().sum(-1).mean())
 
 
-def off_mode(coupling, c, samples, level=0.999):
-    """Fraction of samples[i] (K, 2) outside every component of the exact posterior of c[i] that has weight >= 1e-3:
-    its squared Mahalanobis distance to each is above the chi-square(2) `level` quantile, -2 log(1 - level) (13.8).
-    Exact samples: about 1 - level; a one-step map from the Gaussian source puts its trails between modes here."""
-    _check_toy_samples('off_mode', coupling, c, samples)
+def outside(coupling, c, samples, level=0.999):
+    """(N, K) bool: samples[i] (K, 2) outside every component of the exact posterior of c[i] that has weight >= 1e-3:
+    its squared Mahalanobis distance to each is above the chi-square(2) `level` quantile, -2 log(1 - level) (13.8)."""
+    _check_toy_samples('outside', coupling, c, samples)
     log_weights, means, stds = coupling.posterior(c.to(samples.dtype))
     d2 = ((samples[:, :, None] - means[:, None]) / stds[:, None]).square().sum(-1)       # (N, K, modes)
     d2 = d2.masked_fill(log_weights[:, None] < math.log(1e-3), math.inf)
-    return float((d2.min(-1).values > -2 * math.log1p(-level)).to(samples.dtype).mean())
+    return d2.min(-1).values > -2 * math.log1p(-level)
+
+
+def off_mode(coupling, c, samples, level=0.999):
+    """Fraction of samples outside every posterior component (`outside`). Exact samples: about 1 - level; a one-step
+    map from the Gaussian source puts its trails between modes here."""
+    _check_toy_samples('off_mode', coupling, c, samples)
+    return float(outside(coupling, c, samples, level).to(samples.dtype).mean())
 
 
 def toy_metrics(coupling, c, samples, generator=None):

@@ -6,7 +6,8 @@ couplings.posterior_sample draws K exact samples for each input; couplings.cswd,
     python experiments/score_restorations.py s/samples.npz        # the coupling from s/sample.json
 
 Reads sample.py's samples.npz: arr_0 (N K, 2), sample i K + j restoring input i, and inputs (N, 2), the c of each
-input. Prints one JSON line {"cswd", "mode_tv", "off_mode", "inputs": N, "per_input": K, "coupling", "seed"}.
+input. Prints one JSON line {"cswd", "mode_tv", "off_mode", "mode_tv_inside", "trails_to_light", "inputs": N,
+"per_input": K, "coupling", "seed"} (the two in the middle: mode_error_split).
 
 --write-inputs writes the held-out inputs train.py evaluates on (the toy data's held-out points, corrupted with its
 seed, on the CPU) as arr_0, their clean points as x0. With them, sample.py's --seed 1 and --batch-size 500 (its
@@ -108,6 +109,20 @@ def score(coupling, c, samples, seed=SEED):
     return couplings.toy_metrics(coupling, c, samples, torch.Generator().manual_seed(seed))
 
 
+def mode_error_split(coupling, c, samples):
+    """Where mode_tv comes from, for samples (N, K, 2) restoring c (N, 2): `mode_tv_inside`, the mode_tv of the
+    samples inside the posterior's components alone (each input's histogram over those), and `trails_to_light`, the
+    fraction of all samples outside every component (couplings.outside: the trails between modes) whose nearest mode
+    is not the input's heaviest. mode_tv's nearest-mode count hands those to the lighter modes."""
+    off, nearest = couplings.outside(coupling, c, samples), couplings.nearest_mode(samples)      # (N, K) each
+    weights = coupling.posterior(c)[0].exp()                                                      # (N, modes)
+    inside = (torch.nn.functional.one_hot(nearest, weights.shape[1]) * ~off[..., None]).sum(1).to(weights.dtype)
+    hist = inside / inside.sum(1, keepdim=True).clamp(min=1)
+    light = off & (nearest != weights.argmax(1)[:, None])
+    return dict(mode_tv_inside=float(0.5 * (hist - weights).abs().sum(-1).mean()),
+                trails_to_light=float(light.to(weights.dtype).mean()))
+
+
 def main(argv=None):
     args, read = get_args(argv)
     coupling = couplings.make_coupling(args.coupling)
@@ -117,7 +132,7 @@ def main(argv=None):
         print(f'wrote {args.write_inputs}: arr_0 c {tuple(c.shape)} ({coupling.name}), x0 {tuple(x0.shape)}')
         return
     c, samples = read
-    result = score(coupling, c, samples, args.seed)
+    result = dict(score(coupling, c, samples, args.seed), **mode_error_split(coupling, c, samples))
     print(json.dumps(dict(result, inputs=len(c), per_input=samples.shape[1], coupling=coupling.name, seed=args.seed)))
 
 

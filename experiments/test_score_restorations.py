@@ -34,6 +34,33 @@ def test_score_is_restoration_metrics_of_the_same_arrays_in_sample_pys_layout(na
     assert json.loads(capsys.readouterr().out)['cswd'] > 2 * expected['cswd']
 
 
+def test_mode_error_split_hand_values(tmp_path, capsys):
+    # one input nearer mode 0 than mode 1 (mode 0 the heaviest), 4 samples: 2 on mode 0's component, 1 on mode 1's,
+    # 1 a trail point 0.4 of the way from mode 1 to mode 0 (nearest mode 1, inside neither component)
+    coupling = couplings.make_coupling('toy-noise0.5')
+    m = couplings.toy_means()
+    c = (0.55 * m[0] + 0.45 * m[1])[None]
+    weights, means, _ = coupling.posterior(c)
+    weights = weights.exp()[0]
+    assert weights.argmax() == 0 and weights[1] > 0.2
+    trail = means[0, 1] + 0.4 * (means[0, 0] - means[0, 1])
+    samples = torch.stack([means[0, 0], means[0, 0], means[0, 1], trail])[None]
+    inside = torch.zeros(8).index_put_((torch.tensor([0, 1]),), torch.tensor([2 / 3, 1 / 3]))
+    expected = float(0.5 * (inside - weights).abs().sum())
+    split = score_restorations.mode_error_split(coupling, c, samples)
+    assert split == pytest.approx(dict(mode_tv_inside=expected, trails_to_light=0.25), rel=1e-6)
+    # the trail on mode 0's side is no light mode's; it is outside either way (off_mode 1/4)
+    near0 = means[0, 0] + 0.4 * (means[0, 1] - means[0, 0])
+    assert score_restorations.mode_error_split(coupling, c, samples.index_put((torch.tensor([0]), torch.tensor([3])),
+                                                                              near0))['trails_to_light'] == 0
+    assert couplings.off_mode(coupling, c, samples) == 0.25
+    np.savez(tmp_path / 'samples.npz', arr_0=samples[0].numpy(), inputs=c.numpy())
+    capsys.readouterr()
+    assert run(tmp_path / 'samples.npz', '--coupling', 'toy-noise0.5') == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed['mode_tv_inside'] == pytest.approx(expected, rel=1e-6) and printed['trails_to_light'] == 0.25
+
+
 def test_write_inputs_writes_the_corrupted_held_out_points_once(tmp_path, capsys):
     assert run('--write-inputs', tmp_path / 'c.npz', '--coupling', 'toy-proj0.1') == 0
     with np.load(tmp_path / 'c.npz') as data:
