@@ -1200,7 +1200,7 @@ def test_help_shows_each_default_once(capsys):
     assert '(default: None)' not in text
     for flag in text.split(' --')[1:]:
         assert flag.count('(default') <= 1, flag
-    assert '(default: torch hub cache)' in text and '(default: per --dataset, PRESETS)' in text
+    assert '(default: torch hub cache)' in text and '(default: per --dataset or toy --coupling, PRESETS)' in text
 
 
 def test_evaluation_samples_show_progress(toy_teacher, tmp_path, monkeypatch, capsys):
@@ -1427,13 +1427,15 @@ def few_pairs(monkeypatch):
     monkeypatch.setattr(couplings.Coupling, 'eval_pairs', (4, 2))
 
 
-def test_coupled_toy_defaults_are_the_couplings_source_noise_and_the_coupled_preset(tmp_path):
+def test_coupled_toy_defaults_are_the_couplings_source_noise_and_its_preset(tmp_path):
     get = lambda *flags: train.get_args(['--dataset', 'toy', '--out', str(tmp_path), *map(str, flags)])
-    for name, s in (('toy-noise0.5', 0.5), ('toy-proj0.1', 1.0)):                   # measured (README)
-        args = get('--coupling', name)
-        assert (args.source_noise, args.lr, args.teacher_steps, args.steps) == (s, 1e-3, 8000, 2000)
+    fields = lambda a: (a.source_noise, a.lr, a.batch_size, a.t_power, a.teacher_steps, a.steps, a.ema)
+    assert fields(get('--coupling', 'toy-proj0.1')) == (1.0, 1e-3, 256, 1.0, 8000, 2000, [0.99, 0.995, 0.999])
+    assert fields(get('--coupling', 'toy-noise0.5')) == (0.5, 3e-3, 512, 0.5, 8000, 3000, [0.995, 0.998, 0.999])
     assert get('--coupling', 'toy-proj0.1', '--source-noise', 0.3).source_noise == 0.3
-    assert (get().source_noise, get().lr, get().teacher_steps) == (None, 3e-4, 3000)   # no coupling: the toy preset
+    assert fields(get('--coupling', 'toy-noise0.5', '--t-power', 1, '--batch-size', 64))[2:4] == (64, 1.0)  # the user's
+    assert fields(get()) == (None, 3e-4, 256, 1.0, 3000, 2000, [0.99, 0.995, 0.999])   # no coupling: the toy preset
+    assert train.get_args(['--out', str(tmp_path)]).t_power == 1.0                      # images: Algorithm 1's t
 
 
 @pytest.mark.parametrize('family', couplings.FAMILIES)

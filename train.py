@@ -45,6 +45,8 @@ PRESETS['celeba'] = dict(PRESETS['cifar10'], image_size=64, batch_size=64, lr=5e
                          teacher_batch_size=64)
 PRESETS['folder'] = PRESETS['cifar10']
 PRESETS['toy-coupled'] = dict(PRESETS['toy'], lr=1e-3, teacher_steps=8000)   # --coupling on the toy: measured (README)
+PRESETS['toy-noise0.5'] = dict(PRESETS['toy-coupled'], batch_size=512, lr=3e-3, t_power=0.5, steps=3000,
+                               ema=[0.995, 0.998, 0.999])   # a toy coupling's own: measured (README)
 RESUMABLE = {'steps', 'teacher_steps', 'eval_every', 'log_every', 'workers',   # what --resume may change (README):
              'device', 'compile', 'fid_weights', 'data_dir', 'out', 'resume'}  # how long, how often, where files are
 OUTPUTS = ['ckpt.pt', 'teacher_ckpt.pt', 'teacher.pt', 'metrics.jsonl', 'samples_teacher.png',   # what a run writes
@@ -78,7 +80,7 @@ RESOLUTIONS = checked(str, lambda v: all(r.isdigit() and int(r) > 0 for r in v.s
 
 class Help(argparse.ArgumentDefaultsHelpFormatter):            # one default a flag: the help's own, or the preset's
     def _get_help_string(self, a):
-        preset = ' (default: per --dataset, PRESETS)' * any(a.dest in p for p in PRESETS.values())
+        preset = ' (default: per --dataset or toy --coupling, PRESETS)' * any(a.dest in p for p in PRESETS.values())
         if a.default is None or 'default' in (a.help or ''):
             return (a.help or '') + preset
         return super()._get_help_string(a)
@@ -131,8 +133,9 @@ def get_args(argv=None):
     a('--lr-decay', choices=['none', 'cosine', 'linear'], default=None,
       help='after warm-up, to 0 at --steps (toy: cosine)')
     a('--clip', type=RATE, default=1.0, help='gradient-norm clipping of both networks')
-    a('--t-power', type=RATE, default=1.0, metavar='P', help="both distillation losses' times from u^P, u ~ U[0, 1] "
-      "(the teacher's stay uniform): 1 is Algorithm 1, < 1 weights the source side (experiments/README 6b)")
+    a('--t-power', type=RATE, default=None, metavar='P', help="both distillation losses' times from u^P, u ~ U[0, 1] "
+      "(the teacher's stay uniform): 1 is Algorithm 1, the default where no preset sets one; < 1 weights the source "
+      "side (experiments/README 6b)")
     a('--ema', type=DECAY, nargs='+', default=None, help='EMA decays of the generator (toy: 0.99 0.995 0.999)')
     a('--finetune', default=None, metavar='CKPT',
       help="fine-tuning stage: generator from CKPT's EMA, fake from teacher")
@@ -164,10 +167,12 @@ def get_args(argv=None):
         args.lr = args.lr or 1e-5
         args.warmup = 0 if args.warmup is None else args.warmup
         args.lr_fake = args.lr_fake or args.lr                  # both nets at the fine-tuning lr unless given
-    for key, value in PRESETS['toy-coupled' if args.coupling and args.dataset == 'toy' else args.dataset].items():
+    name = args.coupling if args.coupling and args.dataset == 'toy' else args.dataset
+    for key, value in PRESETS.get(name, PRESETS['toy-coupled']).items():   # a toy coupling's, else 'toy-coupled'
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.warmup = 500 if args.warmup is None else args.warmup
+    args.t_power = args.t_power or 1.0                          # Algorithm 1's t ~ U[0, 1] unless a preset says
     if args.coupling and args.source_noise is None:
         args.source_noise = couplings.make_coupling(args.coupling).source_noise
     args.lr_fake = args.lr_fake or args.lr
