@@ -167,8 +167,9 @@ def get_args(argv=None):
         args.lr = args.lr or 1e-5
         args.warmup = 0 if args.warmup is None else args.warmup
         args.lr_fake = args.lr_fake or args.lr                  # both nets at the fine-tuning lr unless given
-    name = args.coupling if args.coupling and args.dataset == 'toy' else args.dataset
-    for key, value in PRESETS.get(name, PRESETS['toy-coupled']).items():   # a toy coupling's, else 'toy-coupled'
+    toy_coupled = args.coupling and args.dataset == 'toy'         # a toy coupling's own preset, else 'toy-coupled'
+    preset = PRESETS.get(args.coupling, PRESETS['toy-coupled']) if toy_coupled else PRESETS[args.dataset]
+    for key, value in preset.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
     args.warmup = 500 if args.warmup is None else args.warmup
